@@ -1,0 +1,32 @@
+"""Constants for the Frequenz Dispatch integration."""
+
+import logging
+from typing import Final
+
+from homeassistant.const import Platform
+
+DOMAIN: Final = "frequenz_dispatch"
+LOGGER: Final = logging.getLogger(__package__)
+
+CONF_SERVER_URL: Final = "server_url"
+CONF_API_KEY: Final = "api_key"
+CONF_SIGN_SECRET: Final = "sign_secret"
+CONF_MICROGRID_ID: Final = "microgrid_id"
+
+CONF_DRY_RUN_COUNTS: Final = "dry_run_counts"
+"""Option: whether dry-run dispatches turn the per-type sensors on."""
+
+EVENT_CREATED: Final = "frequenz_dispatch_created"
+EVENT_UPDATED: Final = "frequenz_dispatch_updated"
+EVENT_DELETED: Final = "frequenz_dispatch_deleted"
+EVENT_STARTED: Final = "frequenz_dispatch_started"
+EVENT_STOPPED: Final = "frequenz_dispatch_stopped"
+ALL_EVENTS: Final = (
+    EVENT_CREATED,
+    EVENT_UPDATED,
+    EVENT_DELETED,
+    EVENT_STARTED,
+    EVENT_STOPPED,
+)
+
+PLATFORMS: Final = [Platform.BINARY_SENSOR]
