@@ -1,0 +1,58 @@
+"""The Frequenz Dispatch integration: run Frequenz dispatches inside Home Assistant."""
+
+from __future__ import annotations
+
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryError
+
+from .api import DispatchApi, DispatchInvalidUrlError
+from .const import (
+    CONF_API_KEY,
+    CONF_MICROGRID_ID,
+    CONF_SERVER_URL,
+    CONF_SIGN_SECRET,
+    DOMAIN,
+    PLATFORMS,
+)
+from .coordinator import FrequenzDispatchCoordinator
+from .data import FrequenzDispatchConfigEntry
+
+
+async def async_setup_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> bool:
+    """Connect, fetch every dispatch, set up the platforms, follow the stream."""
+    try:
+        api = DispatchApi(
+            entry.data[CONF_SERVER_URL],
+            entry.data[CONF_API_KEY],
+            int(entry.data[CONF_MICROGRID_ID]),
+            entry.data.get(CONF_SIGN_SECRET),
+        )
+    except DispatchInvalidUrlError as err:
+        raise ConfigEntryError(
+            translation_domain=DOMAIN, translation_key="invalid_url"
+        ) from err
+    coordinator = FrequenzDispatchCoordinator(hass, entry, api)
+    # On failure HA runs the entry's unload callbacks: the coordinator's
+    # shutdown closes the channel.
+    await coordinator.async_config_entry_first_refresh()
+    entry.runtime_data = coordinator
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    coordinator.async_start_stream()
+    entry.async_on_unload(entry.add_update_listener(_async_options_updated))
+    return True
+
+
+async def _async_options_updated(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> None:
+    """Reload so the platforms pick up the new options."""
+    await hass.config_entries.async_reload(entry.entry_id)
+
+
+async def async_unload_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> bool:
+    """Unload the platforms; the coordinator shuts down with the entry."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
