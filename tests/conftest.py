@@ -18,7 +18,7 @@ MICROGRID_ID = 42
 
 def pytest_configure(config: pytest.Config) -> None:
     """Start grpc.aio's poller thread before HA's cleanup checks snapshot threads."""
-    grpc._cython.cygrpc.init_grpc_aio()  # type: ignore[attr-defined]  # noqa: SLF001
+    grpc._cython.cygrpc.init_grpc_aio()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)

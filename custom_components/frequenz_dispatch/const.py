@@ -29,4 +29,4 @@ ALL_EVENTS: Final = (
     EVENT_STOPPED,
 )
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR]
+PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]

@@ -1,0 +1,93 @@
+"""Helpers shared by the integration tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from freezegun.api import real_monotonic  # type: ignore[attr-defined]
+from homeassistant.core import Event, HomeAssistant, callback
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.frequenz_dispatch.const import ALL_EVENTS, DOMAIN
+
+
+async def wait_for(
+    hass: HomeAssistant,
+    predicate: Callable[[], bool],
+    what: str = "condition",
+    limit: float = 10.0,
+) -> None:
+    """Let the loop (and real gRPC I/O) run until `predicate()` holds.
+
+    The test clock is frozen, so this spins on real monotonic time instead of
+    the loop's timers.
+    """
+    deadline = real_monotonic() + limit
+    while not predicate():
+        if real_monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0)
+        await hass.async_block_till_done()
+
+
+async def settle(hass: HomeAssistant, seconds: float = 0.3) -> None:
+    """Run the loop for a little real time (to show that nothing happens)."""
+    deadline = real_monotonic() + seconds
+    while real_monotonic() < deadline:
+        await asyncio.sleep(0)
+        await hass.async_block_till_done()
+
+
+@dataclass
+class EventRecorder:
+    """Collects every frequenz_dispatch_* bus event in order."""
+
+    events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+
+    @callback
+    def _record(self, event: Event) -> None:
+        self.events.append(
+            (event.event_type.removeprefix("frequenz_dispatch_"), dict(event.data))
+        )
+
+    def attach(self, hass: HomeAssistant) -> EventRecorder:
+        """Start listening."""
+        for event_type in ALL_EVENTS:
+            hass.bus.async_listen(event_type, self._record)
+        return self
+
+    def kinds(self, dispatch_id: int | None = None) -> list[str]:
+        """Event kinds (created, started, ...), optionally of one dispatch."""
+        return [
+            kind
+            for kind, data in self.events
+            if dispatch_id is None or data["dispatch_id"] == dispatch_id
+        ]
+
+    def of(self, kind: str) -> list[dict[str, Any]]:
+        """The data of every event of one kind."""
+        return [data for k, data in self.events if k == kind]
+
+    def clear(self) -> None:
+        """Forget what was recorded."""
+        self.events.clear()
+
+
+async def setup_entry(
+    hass: HomeAssistant, data: dict[str, Any], options: dict[str, Any] | None = None
+) -> MockConfigEntry:
+    """Add and set up a config entry for the local server."""
+    entry = MockConfigEntry(
+        domain=DOMAIN,
+        title=f"Microgrid {data['microgrid_id']}",
+        data=data,
+        options=options or {},
+        unique_id=f"{data['server_url']}#{data['microgrid_id']}",
+    )
+    entry.add_to_hass(hass)
+    await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry

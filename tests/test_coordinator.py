@@ -1,0 +1,517 @@
+"""The coordinator over a real local Dispatch API: sync, scheduling, bus events."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+import logging
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from frequenz.api.dispatch.v1 import dispatch_pb2
+from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
+from dispatch_sim.server import DispatchSimulator
+
+from .common import EventRecorder, settle, setup_entry, wait_for
+from .conftest import MICROGRID_ID
+
+
+def _start_of_next_minute() -> datetime:
+    now = dt_util.utcnow()
+    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+
+
+@pytest.fixture
+def t0(freezer: FrozenDateTimeFactory) -> datetime:
+    """A round instant just after real now; the clock is frozen there."""
+    start = _start_of_next_minute()
+    freezer.move_to(start)
+    return start
+
+
+def _create(server: DispatchSimulator, **fields: Any) -> int:
+    fields.setdefault("type", "BATTERY_CHARGE")
+    fields.setdefault("target", [1, 2])
+    return server.create(MICROGRID_ID, **fields)
+
+
+async def _go_to(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: datetime
+) -> None:
+    freezer.move_to(when)
+    async_fire_time_changed(hass, when)
+    await hass.async_block_till_done()
+
+
+async def _setup(
+    hass: HomeAssistant, entry_data: dict[str, Any]
+) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:
+    recorder = EventRecorder().attach(hass)
+    entry = await setup_entry(hass, entry_data)
+    assert entry.state is ConfigEntryState.LOADED
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    await wait_for(hass, lambda: coordinator.connected, "stream connected")
+    return coordinator, recorder
+
+
+async def test_initial_fetch_across_pages(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    ids = {
+        _create(
+            dispatch_server,
+            start_time=t0 + timedelta(hours=1 + i),
+            duration=timedelta(minutes=5),
+        )
+        for i in range(230)
+    }
+    # Another microgrid's dispatch must not show up.
+    dispatch_server.create(
+        MICROGRID_ID + 1, type="OTHER", start_time=t0, duration=None, target=[1]
+    )
+    coordinator, recorder = await _setup(hass, entry_data)
+    assert set(coordinator.data) == ids
+    assert dispatch_server.list_calls >= 3  # 100 + 100 + 30
+    # Existing dispatches are not "created" on start-up; none runs yet.
+    assert recorder.events == []
+
+
+async def test_stream_create_update_delete(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    coordinator, recorder = await _setup(hass, entry_data)
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=30),
+        payload={"power_w": 5000},
+    )
+    await wait_for(hass, lambda: dispatch_id in coordinator.data, "created")
+    assert recorder.kinds() == ["created"]
+    data = recorder.of("created")[0]
+    assert data == {
+        "config_entry_id": coordinator.config_entry.entry_id,
+        "microgrid_id": MICROGRID_ID,
+        "dispatch_id": dispatch_id,
+        "type": "BATTERY_CHARGE",
+        "active": True,
+        "dry_run": False,
+        "start_time": (t0 + timedelta(hours=1)).isoformat(),
+        "duration": 1800.0,
+        "target": [1, 2],
+        "payload": {"power_w": 5000},
+        "recurrence": None,
+    }
+
+    dispatch_server.update(MICROGRID_ID, dispatch_id, payload={"power_w": 1000})
+    await wait_for(hass, lambda: len(recorder.events) == 2, "updated")
+    assert recorder.kinds() == ["created", "updated"]
+    assert recorder.of("updated")[0]["payload"] == {"power_w": 1000}
+
+    dispatch_server.delete(MICROGRID_ID, dispatch_id)
+    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "deleted")
+    assert recorder.kinds() == ["created", "updated", "deleted"]
+
+
+async def test_one_shot_starts_and_stops_exactly_once(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    start = t0 + timedelta(minutes=10)
+    dispatch_id = _create(
+        dispatch_server, start_time=start, duration=timedelta(minutes=5)
+    )
+    coordinator, recorder = await _setup(hass, entry_data)
+
+    await _go_to(hass, freezer, start - timedelta(seconds=1))
+    assert recorder.kinds() == []
+    await _go_to(hass, freezer, start)
+    assert recorder.kinds() == ["started"]
+    started = recorder.of("started")[0]
+    assert started["window_start"] == start.isoformat()
+    assert started["window_end"] == (start + timedelta(minutes=5)).isoformat()
+    assert coordinator.scheduler.run_of(dispatch_id) is not None
+
+    await _go_to(hass, freezer, start + timedelta(minutes=4, seconds=59))
+    assert recorder.kinds() == ["started"]
+    await _go_to(hass, freezer, start + timedelta(minutes=5))
+    assert recorder.kinds() == ["started", "stopped"]
+    await _go_to(hass, freezer, start + timedelta(days=3))
+    assert recorder.kinds() == ["started", "stopped"]
+    assert coordinator.scheduler.run_of(dispatch_id) is None
+
+
+async def test_already_running_starts_at_sync(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=5),
+        duration=timedelta(minutes=10),
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    assert recorder.kinds() == ["started"]
+    assert recorder.of("started")[0]["dispatch_id"] == dispatch_id
+    assert (
+        recorder.of("started")[0]["window_start"]
+        == (t0 - timedelta(minutes=5)).isoformat()
+    )
+
+
+async def test_recurring_runs_each_window(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    rule = RecurrenceRule(
+        frequency=Frequency.HOURLY, interval=1, end_criteria=EndCriteria(count=3)
+    )
+    start = t0 + timedelta(minutes=1)
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=start,
+        duration=timedelta(minutes=10),
+        recurrence=rule,
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    for hour in range(4):
+        begin = start + timedelta(hours=hour)
+        await _go_to(hass, freezer, begin)
+        await _go_to(hass, freezer, begin + timedelta(minutes=10))
+    assert recorder.kinds(dispatch_id) == ["started", "stopped"] * 3
+    windows = [d["window_start"] for d in recorder.of("started")]
+    assert windows == [(start + timedelta(hours=h)).isoformat() for h in range(3)]
+    assert recorder.of("created") == []
+    recurrence = recorder.of("started")[0]["recurrence"]
+    assert recurrence["frequency"] == "HOURLY"
+    assert recurrence["count"] == 3
+
+
+async def test_open_ended_never_stops(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    start = t0 + timedelta(minutes=2)
+    _create(dispatch_server, start_time=start, duration=None)
+    _coordinator, recorder = await _setup(hass, entry_data)
+    await _go_to(hass, freezer, start)
+    assert recorder.kinds() == ["started"]
+    assert recorder.of("started")[0]["window_end"] is None
+    assert recorder.of("started")[0]["duration"] is None
+    await _go_to(hass, freezer, start + timedelta(days=400))
+    assert recorder.kinds() == ["started"]
+
+
+async def test_back_to_back_windows_are_one_run(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    rule = RecurrenceRule(
+        frequency=Frequency.HOURLY, interval=1, end_criteria=EndCriteria(count=3)
+    )
+    start = t0 + timedelta(minutes=1)
+    _create(
+        dispatch_server, start_time=start, duration=timedelta(hours=1), recurrence=rule
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    for minutes in (0, 60, 120, 150):
+        await _go_to(hass, freezer, start + timedelta(minutes=minutes))
+    assert recorder.kinds() == ["started"]
+    assert (
+        recorder.of("started")[0]["window_end"]
+        == (start + timedelta(hours=3)).isoformat()
+    )
+    await _go_to(hass, freezer, start + timedelta(hours=3))
+    assert recorder.kinds() == ["started", "stopped"]
+
+
+async def test_update_while_running(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+    )
+    coordinator, recorder = await _setup(hass, entry_data)
+    assert recorder.kinds() == ["started"]
+
+    for change in (
+        {"payload": {"soc": 80}},
+        {"target": [7]},
+        {"dry_run": True},
+        {"type": "X"},
+    ):
+        dispatch_server.update(MICROGRID_ID, dispatch_id, **change)
+        count = len(recorder.events) + 1
+        await wait_for(
+            hass, lambda c=count: len(recorder.events) == c, f"update {change}"
+        )
+        assert recorder.events[-1][0] == "updated"
+    assert coordinator.scheduler.run_of(dispatch_id) is not None
+
+    # Shorten it: it now ends 10 minutes after its start, once.
+    dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(minutes=10))
+    await wait_for(
+        hass,
+        lambda: recorder.kinds()[-1] == "updated" and len(recorder.events) == 6,
+        "duration",
+    )
+    await _go_to(hass, freezer, t0 + timedelta(minutes=9))
+    assert recorder.kinds().count("stopped") == 1
+    assert recorder.kinds() == ["started"] + ["updated"] * 5 + ["stopped"]
+    await _go_to(hass, freezer, t0 + timedelta(minutes=40))
+    assert recorder.kinds().count("stopped") == 1
+
+
+async def test_update_into_the_past_stops_now(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(seconds=30))
+    await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
+    assert recorder.kinds() == ["started", "updated", "stopped"]
+
+
+async def test_delete_while_running(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    dispatch_server.delete(MICROGRID_ID, dispatch_id)
+    await wait_for(hass, lambda: "deleted" in recorder.kinds(), "deleted")
+    assert recorder.kinds() == ["started", "stopped", "deleted"]
+    await _go_to(hass, freezer, t0 + timedelta(hours=1))
+    assert recorder.kinds() == ["started", "stopped", "deleted"]
+
+
+async def test_deactivate_while_running(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+    )
+    _coordinator, recorder = await _setup(hass, entry_data)
+    dispatch_server.update(MICROGRID_ID, dispatch_id, active=False)
+    await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
+    assert recorder.kinds() == ["started", "updated", "stopped"]
+    assert recorder.of("stopped")[0]["active"] is False
+    await _go_to(hass, freezer, t0 + timedelta(hours=1))
+    # Re-activated later within its window: it starts again.
+    dispatch_server.update(
+        MICROGRID_ID, dispatch_id, active=True, duration=timedelta(hours=2)
+    )
+    await wait_for(hass, lambda: recorder.kinds().count("started") == 2, "restarted")
+    assert recorder.kinds() == ["started", "updated", "stopped", "updated", "started"]
+
+
+async def test_reconcile_after_restart(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    later = t0 + timedelta(hours=2)
+    kept = _create(dispatch_server, start_time=later, duration=timedelta(minutes=5))
+    changed = _create(dispatch_server, start_time=later, duration=timedelta(minutes=5))
+    removed = _create(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(hours=1),
+    )
+    caplog.set_level(logging.INFO, logger="custom_components.frequenz_dispatch")
+    coordinator, recorder = await _setup(hass, entry_data)
+    assert recorder.kinds() == ["started"]
+    recorder.clear()
+    lists_before = dispatch_server.list_calls
+
+    await dispatch_server.stop()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    assert "unreachable" in caplog.text
+    # Changes while the server is down.
+    dispatch_server.update(MICROGRID_ID, changed, payload={"v": 2})
+    dispatch_server.delete(MICROGRID_ID, removed)
+    added = _create(dispatch_server, start_time=later, duration=timedelta(minutes=5))
+    await dispatch_server.start()
+
+    # Reconnection waits for the back-off delay: fire the clock until it is back.
+    async def _reconnected() -> bool:
+        await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=5))
+        return coordinator.connected
+
+    for _ in range(30):
+        if await _reconnected():
+            break
+        await settle(hass, 0.1)
+    await wait_for(hass, lambda: len(recorder.events) == 4, "reconciled")
+    assert dispatch_server.list_calls > lists_before
+    assert sorted(recorder.kinds()) == ["created", "deleted", "stopped", "updated"]
+    assert recorder.kinds().index("stopped") < recorder.kinds().index("deleted")
+    by_kind = {kind: data["dispatch_id"] for kind, data in recorder.events}
+    assert by_kind == {
+        "created": added,
+        "updated": changed,
+        "deleted": removed,
+        "stopped": removed,
+    }
+    assert set(coordinator.data) == {kept, changed, added}
+    assert caplog.text.count("unreachable") == 1
+    assert caplog.text.count("is back") == 1
+
+
+async def test_clean_stream_end_relists_without_noise(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    _create(
+        dispatch_server,
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=5),
+    )
+    coordinator, recorder = await _setup(hass, entry_data)
+    await settle(hass, 1.1)  # longer than a "quick" end: reopen without delay
+    lists, streams = dispatch_server.list_calls, dispatch_server.stream_calls
+    await dispatch_server.end_streams()
+    await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream reopened")
+    assert dispatch_server.stream_calls == streams + 1
+    # A change after the reopen still arrives.
+    new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=2), duration=None)
+    await wait_for(hass, lambda: new_id in coordinator.data, "created after reopen")
+    assert recorder.kinds() == ["created"]
+
+
+async def test_malformed_dispatch_is_skipped(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    good = _create(dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None)
+    bad = dispatch_pb2.Dispatch()
+    bad.data.type = "BROKEN"
+    bad.data.start_time.FromDatetime(t0.replace(tzinfo=None))
+    bad.data.duration = 60
+    bad.data.target.component_ids.ids.append(1)
+    bad.data.is_active = True
+    bad.data.recurrence.freq = 2  # hourly, with interval 0: invalid
+    bad.data.recurrence.interval = 0
+    bad_id = dispatch_server.insert_raw(MICROGRID_ID, bad)
+    no_start = dispatch_pb2.Dispatch()
+    no_start.data.type = "NO_START"
+    no_start.data.target.component_ids.ids.append(1)
+    no_start_id = dispatch_server.insert_raw(MICROGRID_ID, no_start)
+    no_target = dispatch_pb2.Dispatch()
+    no_target.data.type = "NO_TARGET"
+    no_target.data.start_time.FromDatetime(t0.replace(tzinfo=None))
+    no_target_id = dispatch_server.insert_raw(MICROGRID_ID, no_target)
+
+    coordinator, recorder = await _setup(hass, entry_data)
+    assert set(coordinator.data) == {good}
+    assert set(coordinator.malformed) == {bad_id, no_start_id, no_target_id}
+    assert recorder.kinds() == ["started"]
+    assert f"Skipping dispatch {bad_id}" in caplog.text
+    assert f"Skipping dispatch {no_start_id}" in caplog.text
+
+    # Still working: a new good one arrives through the stream.
+    new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
+    await wait_for(hass, lambda: new_id in coordinator.data, "new after malformed")
+    assert caplog.text.count(f"Skipping dispatch {bad_id}") == 1
+
+
+async def test_setup_retries_when_server_down(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    await dispatch_server.stop()
+    entry = await setup_entry(hass, entry_data)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+
+
+async def test_setup_wrong_key_starts_reauth(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    entry = await setup_entry(hass, {**entry_data, "api_key": "wrong"})
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+
+
+async def test_unload_cancels_everything(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    _create(
+        dispatch_server,
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=5),
+    )
+    coordinator, _recorder = await _setup(hass, entry_data)
+    entry = coordinator.config_entry
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.NOT_LOADED
+    assert coordinator.scheduler.running == {}
+    await wait_for(hass, lambda: dispatch_server.open_streams == 0, "stream closed")
