@@ -7,11 +7,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from freezegun.api import real_monotonic  # type: ignore[attr-defined]
+import freezegun.api as freezegun_api
 from homeassistant.core import Event, HomeAssistant, callback
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.frequenz_dispatch.const import ALL_EVENTS, DOMAIN
+
+
+def _real_monotonic() -> float:
+    # Looked up on the module each time: freezegun replaces module-level
+    # references to the real clock functions while the clock is frozen.
+    return float(freezegun_api.real_monotonic())  # type: ignore[attr-defined]
 
 
 async def wait_for(
@@ -25,9 +31,9 @@ async def wait_for(
     The test clock is frozen, so this spins on real monotonic time instead of
     the loop's timers.
     """
-    deadline = real_monotonic() + limit
+    deadline = _real_monotonic() + limit
     while not predicate():
-        if real_monotonic() > deadline:
+        if _real_monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0)
         await hass.async_block_till_done()
@@ -35,8 +41,8 @@ async def wait_for(
 
 async def settle(hass: HomeAssistant, seconds: float = 0.3) -> None:
     """Run the loop for a little real time (to show that nothing happens)."""
-    deadline = real_monotonic() + seconds
-    while real_monotonic() < deadline:
+    deadline = _real_monotonic() + seconds
+    while _real_monotonic() < deadline:
         await asyncio.sleep(0)
         await hass.async_block_till_done()
 

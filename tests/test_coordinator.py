@@ -50,13 +50,13 @@ async def _go_to(
 
 
 async def _setup(
-    hass: HomeAssistant, entry_data: dict[str, Any]
+    hass: HomeAssistant, entry_data: dict[str, Any], dispatch_server: DispatchSimulator
 ) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:
     recorder = EventRecorder().attach(hass)
     entry = await setup_entry(hass, entry_data)
     assert entry.state is ConfigEntryState.LOADED
     coordinator: FrequenzDispatchCoordinator = entry.runtime_data
-    await wait_for(hass, lambda: coordinator.connected, "stream connected")
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
     return coordinator, recorder
 
 
@@ -78,7 +78,7 @@ async def test_initial_fetch_across_pages(
     dispatch_server.create(
         MICROGRID_ID + 1, type="OTHER", start_time=t0, duration=None, target=[1]
     )
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert set(coordinator.data) == ids
     assert dispatch_server.list_calls >= 3  # 100 + 100 + 30
     # Existing dispatches are not "created" on start-up; none runs yet.
@@ -91,7 +91,7 @@ async def test_stream_create_update_delete(
     entry_data: dict[str, Any],
     t0: datetime,
 ) -> None:
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_id = _create(
         dispatch_server,
         start_time=t0 + timedelta(hours=1),
@@ -136,7 +136,7 @@ async def test_one_shot_starts_and_stops_exactly_once(
     dispatch_id = _create(
         dispatch_server, start_time=start, duration=timedelta(minutes=5)
     )
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
 
     await _go_to(hass, freezer, start - timedelta(seconds=1))
     assert recorder.kinds() == []
@@ -167,7 +167,7 @@ async def test_already_running_starts_at_sync(
         start_time=t0 - timedelta(minutes=5),
         duration=timedelta(minutes=10),
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert recorder.kinds() == ["started"]
     assert recorder.of("started")[0]["dispatch_id"] == dispatch_id
     assert (
@@ -193,7 +193,7 @@ async def test_recurring_runs_each_window(
         duration=timedelta(minutes=10),
         recurrence=rule,
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     for hour in range(4):
         begin = start + timedelta(hours=hour)
         await _go_to(hass, freezer, begin)
@@ -216,7 +216,7 @@ async def test_open_ended_never_stops(
 ) -> None:
     start = t0 + timedelta(minutes=2)
     _create(dispatch_server, start_time=start, duration=None)
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     await _go_to(hass, freezer, start)
     assert recorder.kinds() == ["started"]
     assert recorder.of("started")[0]["window_end"] is None
@@ -239,7 +239,7 @@ async def test_back_to_back_windows_are_one_run(
     _create(
         dispatch_server, start_time=start, duration=timedelta(hours=1), recurrence=rule
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     for minutes in (0, 60, 120, 150):
         await _go_to(hass, freezer, start + timedelta(minutes=minutes))
     assert recorder.kinds() == ["started"]
@@ -263,7 +263,7 @@ async def test_update_while_running(
         start_time=t0 - timedelta(minutes=1),
         duration=timedelta(minutes=30),
     )
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert recorder.kinds() == ["started"]
 
     for change in (
@@ -305,7 +305,7 @@ async def test_update_into_the_past_stops_now(
         start_time=t0 - timedelta(minutes=1),
         duration=timedelta(minutes=30),
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(seconds=30))
     await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
     assert recorder.kinds() == ["started", "updated", "stopped"]
@@ -323,7 +323,7 @@ async def test_delete_while_running(
         start_time=t0 - timedelta(minutes=1),
         duration=timedelta(minutes=30),
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
     await wait_for(hass, lambda: "deleted" in recorder.kinds(), "deleted")
     assert recorder.kinds() == ["started", "stopped", "deleted"]
@@ -343,7 +343,7 @@ async def test_deactivate_while_running(
         start_time=t0 - timedelta(minutes=1),
         duration=timedelta(minutes=30),
     )
-    _coordinator, recorder = await _setup(hass, entry_data)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.update(MICROGRID_ID, dispatch_id, active=False)
     await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
     assert recorder.kinds() == ["started", "updated", "stopped"]
@@ -374,7 +374,7 @@ async def test_reconcile_after_restart(
         duration=timedelta(hours=1),
     )
     caplog.set_level(logging.INFO, logger="custom_components.frequenz_dispatch")
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert recorder.kinds() == ["started"]
     recorder.clear()
     lists_before = dispatch_server.list_calls
@@ -417,6 +417,7 @@ async def test_clean_stream_end_relists_without_noise(
     hass: HomeAssistant,
     dispatch_server: DispatchSimulator,
     entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
     _create(
@@ -424,8 +425,8 @@ async def test_clean_stream_end_relists_without_noise(
         start_time=t0 + timedelta(hours=1),
         duration=timedelta(minutes=5),
     )
-    coordinator, recorder = await _setup(hass, entry_data)
-    await settle(hass, 1.1)  # longer than a "quick" end: reopen without delay
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    freezer.tick(5)  # longer than a "quick" end: reopen without delay
     lists, streams = dispatch_server.list_calls, dispatch_server.stream_calls
     await dispatch_server.end_streams()
     await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
@@ -463,7 +464,7 @@ async def test_malformed_dispatch_is_skipped(
     no_target.data.start_time.FromDatetime(t0.replace(tzinfo=None))
     no_target_id = dispatch_server.insert_raw(MICROGRID_ID, no_target)
 
-    coordinator, recorder = await _setup(hass, entry_data)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert set(coordinator.data) == {good}
     assert set(coordinator.malformed) == {bad_id, no_start_id, no_target_id}
     assert recorder.kinds() == ["started"]
@@ -508,7 +509,7 @@ async def test_unload_cancels_everything(
         start_time=t0 + timedelta(hours=1),
         duration=timedelta(minutes=5),
     )
-    coordinator, _recorder = await _setup(hass, entry_data)
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
     entry = coordinator.config_entry
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()

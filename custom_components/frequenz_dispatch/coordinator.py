@@ -16,6 +16,7 @@ from .api import (
     DispatchApi,
     DispatchApiError,
     DispatchAuthError,
+    DispatchStream,
     MalformedDispatch,
     ParsedDispatch,
     StreamUpdate,
@@ -51,8 +52,8 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
 
     The first refresh lists everything; then a background task follows the
     stream and, every time the stream has to be reopened, lists again and
-    reconciles (created/updated/deleted for the difference). Dispatches are
-    replaced only by a newer `update_time`, and deleted ids are remembered so
+    reconciles (created/updated/deleted for the difference). A dispatch is
+    never replaced by one with an older `update_time`, deleted ids are kept so
     a late list can never bring them back. Start and stop times are kept by
     the scheduler with HA time trackers.
     """
@@ -80,6 +81,7 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         self._deleted: set[int] = set()
         self._malformed: dict[int, str] = {}
         self._loaded = False
+        self._first_stream: DispatchStream | None = None
         self.scheduler = DispatchScheduler(
             hass,
             on_started=self._report_started,
@@ -93,18 +95,23 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         """List every dispatch once; afterwards the stream keeps us current."""
         if self._loaded:
             return dict(self._items)
+        # Open the stream before listing so that no change falls in between.
+        stream = self.api.open_stream()
         try:
             parsed = await self.api.list_all()
         except DispatchAuthError as err:
+            stream.cancel()
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from err
         except DispatchApiError as err:
+            stream.cancel()
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="cannot_connect",
                 translation_placeholders={"error": str(err)},
             ) from err
+        self._first_stream = stream
         self._loaded = True
         self.connected = True
         self._reconcile(parsed, initial=True)
@@ -125,7 +132,9 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         loop = asyncio.get_running_loop()
         while True:
             opened_at = loop.time()
-            updates = self.api.open_stream()
+            updates, self._first_stream = self._first_stream, None
+            if updates is None:
+                updates = self.api.open_stream()
             try:
                 if relist:
                     parsed = await self.api.list_all()
@@ -203,8 +212,11 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             return
         self._malformed.pop(item.id, None)
         old = self._items.get(item.id)
-        if old is not None and item.dispatch.update_time <= old.dispatch.update_time:
-            return  # stale or the same version
+        if old is not None and (
+            item.dispatch.update_time < old.dispatch.update_time
+            or item.dispatch == old.dispatch
+        ):
+            return  # stale, or the version we hold
         self._items[item.id] = item
         if announce or old is not None:
             self._fire(EVENT_CREATED if old is None else EVENT_UPDATED, item)
@@ -276,5 +288,7 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
     async def async_shutdown(self) -> None:
         """Cancel every timer, then close the connection."""
         self.scheduler.shutdown()
+        if self._first_stream is not None:
+            self._first_stream.cancel()
         await super().async_shutdown()
         await self.api.close()
