@@ -17,7 +17,7 @@ from custom_components.frequenz_dispatch.const import ALL_EVENTS, DOMAIN
 def _real_monotonic() -> float:
     # Looked up on the module each time: freezegun replaces module-level
     # references to the real clock functions while the clock is frozen.
-    return float(freezegun_api.real_monotonic())  # type: ignore[attr-defined]
+    return float(freezegun_api.real_monotonic())
 
 
 async def wait_for(
@@ -56,7 +56,7 @@ class EventRecorder:
     @callback
     def _record(self, event: Event) -> None:
         self.events.append(
-            (event.event_type.removeprefix("frequenz_dispatch_"), dict(event.data))
+            (str(event.event_type).removeprefix("frequenz_dispatch_"), dict(event.data))
         )
 
     def attach(self, hass: HomeAssistant) -> EventRecorder:
@@ -76,6 +76,10 @@ class EventRecorder:
     def of(self, kind: str) -> list[dict[str, Any]]:
         """The data of every event of one kind."""
         return [data for k, data in self.events if k == kind]
+
+    def count_is(self, count: int) -> Callable[[], bool]:
+        """A predicate: exactly `count` events were recorded."""
+        return lambda: len(self.events) == count
 
     def clear(self) -> None:
         """Forget what was recorded."""

@@ -273,10 +273,7 @@ async def test_update_while_running(
         {"type": "X"},
     ):
         dispatch_server.update(MICROGRID_ID, dispatch_id, **change)
-        count = len(recorder.events) + 1
-        await wait_for(
-            hass, lambda c=count: len(recorder.events) == c, f"update {change}"
-        )
+        await wait_for(hass, recorder.count_is(len(recorder.events) + 1), str(change))
         assert recorder.events[-1][0] == "updated"
     assert coordinator.scheduler.run_of(dispatch_id) is not None
 
@@ -452,8 +449,8 @@ async def test_malformed_dispatch_is_skipped(
     bad.data.duration = 60
     bad.data.target.component_ids.ids.append(1)
     bad.data.is_active = True
-    bad.data.recurrence.freq = 2  # hourly, with interval 0: invalid
-    bad.data.recurrence.interval = 0
+    bad.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_HOURLY
+    bad.data.recurrence.interval = 0  # invalid with a frequency
     bad_id = dispatch_server.insert_raw(MICROGRID_ID, bad)
     no_start = dispatch_pb2.Dispatch()
     no_start.data.type = "NO_START"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from homeassistant.components.event import EventEntity
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -40,7 +43,7 @@ class DispatchEventEntity(FrequenzDispatchEntity, EventEntity):
         entry_id = self.coordinator.config_entry.entry_id
 
         @callback
-        def _mine(event_data: dict[str, object]) -> bool:
+        def _mine(event_data: Mapping[str, Any]) -> bool:
             return event_data.get("config_entry_id") == entry_id
 
         for event_type in ALL_EVENTS:
@@ -51,8 +54,8 @@ class DispatchEventEntity(FrequenzDispatchEntity, EventEntity):
             )
 
     @callback
-    def _handle_bus_event(self, event: Event) -> None:
+    def _handle_bus_event(self, event: Event[Mapping[str, Any]]) -> None:
         self._trigger_event(
-            event.event_type.removeprefix(f"{DOMAIN}_"), dict(event.data)
+            str(event.event_type).removeprefix(f"{DOMAIN}_"), dict(event.data)
         )
         self.async_write_ha_state()

@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from homeassistant.components.logbook import LOGBOOK_ENTRY_MESSAGE, LOGBOOK_ENTRY_NAME
+from homeassistant.components.logbook.const import (
+    LOGBOOK_ENTRY_MESSAGE,
+    LOGBOOK_ENTRY_NAME,
+)
 from homeassistant.core import Event, HomeAssistant, callback
 
 from .const import ALL_EVENTS, DOMAIN
@@ -29,7 +32,7 @@ def async_describe_events(
     @callback
     def describe(event: Event) -> dict[str, Any]:
         data = event.data
-        kind = event.event_type.removeprefix(f"{DOMAIN}_")
+        kind = str(event.event_type).removeprefix(f"{DOMAIN}_")
         message = _MESSAGES.get(kind, kind)
         if kind == "started" and data.get("window_end"):
             message = f"started (until {data['window_end']})"

@@ -23,7 +23,6 @@ Semantics, matching the client library's ``Dispatch.started_at`` and
 """
 
 from abc import ABC, abstractmethod
-import bisect
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -656,53 +655,45 @@ class _JumpingSource(_OccurrenceSource):
 
 
 class _CountedSource(_OccurrenceSource):
-    """Occurrences of a rule with ``count``.
+    """Occurrences of a rule with ``count``, in O(1) memory.
 
-    Whether an occurrence is within the count depends on all earlier ones, so
-    dateutil is walked from the original ``dtstart`` (at most ``count``
-    occurrences) and what was walked is kept, lazily, as far as asked.
+    Whether an occurrence is within the count depends on all earlier ones.
+    Without ``count`` the rule yields the same occurrences up to the
+    count-th, so those come from a jumping source, and the original rule is
+    walked from ``dtstart`` only to confirm that an occurrence is not past the
+    count-th. The walk is remembered (one position), so it costs at most
+    ``count`` steps over the schedule's lifetime, and only as far as the
+    instants asked about.
     """
 
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
-        # ``until`` is applied here rather than by dateutil, which warns when
-        # given both (RFC 5545 forbids it; the client's oneof prevents it).
-        self._until = spec.until
-        self._iterator = iter(spec.build(spec.dtstart, count=spec.count, until=None))
-        self._walked: list[datetime] = []
-        self._exhausted = False
+        self._pattern = _JumpingSource(spec)  # ignores count, keeps until
+        # dateutil warns when given both count and until (RFC 5545 forbids
+        # it, the client's oneof prevents it); until is in the pattern.
+        self._walker = iter(spec.build(spec.dtstart, count=spec.count, until=None))
+        self._walked: datetime | None = None  # the latest occurrence walked
+        self._exhausted = False  # then `_walked` is the count-th occurrence
         self._lock = threading.Lock()
 
-    def _walk_one(self) -> bool:
-        """Walk one more occurrence (lock held); False once exhausted."""
-        if self._exhausted:
-            return False
-        occurrence = next(self._iterator, None)
-        if occurrence is None or (self._until is not None and occurrence > self._until):
-            self._exhausted = True
-            return False
-        self._walked.append(occurrence)
-        return True
-
-    def _get(self, index: int) -> datetime | None:
+    def _within_count(self, occurrence: datetime) -> bool:
         with self._lock:
-            while len(self._walked) <= index and self._walk_one():
-                pass
-            return self._walked[index] if index < len(self._walked) else None
-
-    def _index_of(self, instant: datetime) -> int:
-        """Index of the first occurrence >= ``instant``, walking as needed."""
-        with self._lock:
-            while (not self._walked or self._walked[-1] < instant) and self._walk_one():
-                pass
-            return bisect.bisect_left(self._walked, instant)
+            while not self._exhausted and (
+                self._walked is None or self._walked < occurrence
+            ):
+                walked = next(self._walker, None)
+                if walked is None:
+                    self._exhausted = True
+                else:
+                    self._walked = walked
+            return self._walked is not None and occurrence <= self._walked
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
-        index = self._index_of(instant)
-        while (occurrence := self._get(index)) is not None:
+        for occurrence in self._pattern.iter_from(instant):
+            if not self._within_count(occurrence):
+                return
             yield occurrence
-            index += 1
 
 
 # --------------------------------------------------------------------------
@@ -787,14 +778,17 @@ class _ProgressionTimeline(_Timeline):
         self._duration = duration
         self._clip = clip
         # The first window is empty if clipping eats it (sub-second duration).
-        self._k_min = 0
+        self._k_min = 0 if max(first, clip) < first + duration else 1
         self._merged: Run | None = None
         if duration >= step and self._has(self._k_min):
             # Every window reaches the next occurrence: one single run.
-            self._merged = Run(
-                self._window_start(self._k_min),
-                None if count is None else self._occurrence(count - 1) + duration,
-            )
+            end: datetime | None = None
+            if count is not None:
+                try:
+                    end = self._occurrence(count - 1) + duration
+                except OverflowError:  # past year 9999, where dateutil stops
+                    end = None
+            self._merged = Run(self._window_start(self._k_min), end)
 
     def _has(self, k: int) -> bool:
         return self._count is None or k < self._count
