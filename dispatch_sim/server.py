@@ -1,0 +1,337 @@
+"""`DispatchSimulator`: a real gRPC Dispatch API server with a Python control API."""
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timedelta
+import logging
+from typing import Any
+
+from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from frequenz.client.dispatch.recurrence import RecurrenceRule
+from frequenz.client.dispatch.types import Dispatch
+import grpc
+
+from .convert import TargetItem, build_data, set_field
+from .servicer import DispatchServicer, ServiceControls
+from .store import DispatchStore
+from .streams import AbortStream, EndStream, StreamHub
+from .validate import validate_data
+
+_LOGGER = logging.getLogger(__name__)
+
+STOP_GRACE = 0.2
+"""Seconds in-flight calls get to finish when the server stops."""
+
+_STREAM_FINISH_TIMEOUT = 1.0
+
+
+class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
+    """An in-memory Frequenz Dispatch API server for tests and demos.
+
+    The server speaks the real gRPC protocol, so the real client can talk to
+    it. Data lives in memory, per microgrid, and survives `restart()`. The
+    control API (`create`, `update`, `delete`, `insert_raw`) changes the data
+    directly (also while the server is stopped) and emits the same stream
+    events as the RPCs. Everything must run in the event loop's thread.
+    """
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        page_size: int = 20,
+        sign_secret: str | None = None,
+    ) -> None:
+        """Create a (not yet started) simulator.
+
+        Args:
+            api_key: The API key clients must send (metadata `key`).
+            host: The address to bind.
+            port: The port to bind; 0 picks a free one on the first start.
+            page_size: Default page size of ListMicrogridDispatches.
+            sign_secret: When set, request signatures are verified too.
+
+        """
+        self._host = host
+        self._port = port
+        self._controls = ServiceControls(
+            api_key=api_key, sign_secret=sign_secret, page_size=page_size
+        )
+        self._store = DispatchStore()
+        self._hub = StreamHub()
+        self._store.add_listener(self._hub.publish)
+        self._server: grpc.aio.Server | None = None
+
+    # ---- lifecycle -------------------------------------------------------
+
+    @property
+    def host(self) -> str:
+        """The bound (or to be bound) address."""
+        return self._host
+
+    @property
+    def port(self) -> int:
+        """The port; the actual one once started with port 0."""
+        return self._port
+
+    @property
+    def url(self) -> str:
+        """The URL to give `DispatchApiClient(server_url=...)`."""
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        return f"grpc://{host}:{self._port}?ssl=false"
+
+    @property
+    def is_running(self) -> bool:
+        """Whether the server is serving."""
+        return self._server is not None
+
+    async def start(self) -> None:
+        """Bind and start serving (no-op if running).
+
+        Raises:
+            OSError: If the address cannot be bound.
+
+        """
+        if self._server is not None:
+            return
+        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        dispatch_pb2_grpc.add_MicrogridDispatchServiceServicer_to_server(
+            DispatchServicer(self._store, self._hub, self._controls), server
+        )
+        address = f"{self._host}:{self._port}"
+        try:
+            port = server.add_insecure_port(address)
+        except RuntimeError as err:
+            raise OSError(f"cannot bind {address}: {err}") from err
+        if port == 0:
+            raise OSError(f"cannot bind {address}")
+        await server.start()
+        self._port = port
+        self._server = server
+        _LOGGER.info("Dispatch simulator listening on %s", self.url)
+
+    async def stop(self) -> None:
+        """Stop serving (no-op if stopped); open streams fail with UNAVAILABLE."""
+        server, self._server = self._server, None
+        if server is None:
+            return
+        await self._hub.finish_all(
+            AbortStream(grpc.StatusCode.UNAVAILABLE, "server shutting down"),
+            _STREAM_FINISH_TIMEOUT,
+        )
+        await server.stop(STOP_GRACE)
+        _LOGGER.info("Dispatch simulator on port %s stopped", self._port)
+
+    async def restart(self) -> None:
+        """Stop, then start again on the same port, keeping the data."""
+        await self.stop()
+        await self.start()
+
+    # ---- fault controls and counters ---------------------------------------
+
+    async def end_streams(self) -> None:
+        """Finish every open stream cleanly (status OK)."""
+        await self._hub.finish_all(EndStream(), _STREAM_FINISH_TIMEOUT)
+
+    async def break_streams(
+        self, code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE
+    ) -> None:
+        """Abort every open stream with an error status.
+
+        Args:
+            code: The status code the clients see.
+
+        """
+        await self._hub.finish_all(
+            AbortStream(code, "stream broken by simulator"), _STREAM_FINISH_TIMEOUT
+        )
+
+    @property
+    def open_streams(self) -> int:
+        """The number of open StreamMicrogridDispatches calls."""
+        return len(self._hub)
+
+    async def wait_for_streams(self, count: int = 1, max_wait: float = 5.0) -> None:
+        """Wait until at least `count` streams are open.
+
+        Client streams open in the background, so tests wait for this before
+        changing data they expect to see as stream events.
+
+        Args:
+            count: The number of open streams to wait for.
+            max_wait: Seconds to wait at most.
+
+        Raises:
+            TimeoutError: If fewer streams are open after `max_wait` seconds.
+
+        """
+        async with asyncio.timeout(max_wait):
+            await self._hub.wait_open(count)
+
+    @property
+    def delay(self) -> float:
+        """Seconds every unary RPC waits before answering (default 0)."""
+        return self._controls.delay
+
+    @delay.setter
+    def delay(self, value: float) -> None:
+        self._controls.delay = value
+
+    @property
+    def list_calls(self) -> int:
+        """Number of authenticated ListMicrogridDispatches calls (assignable)."""
+        return self._controls.list_calls
+
+    @list_calls.setter
+    def list_calls(self, value: int) -> None:
+        self._controls.list_calls = value
+
+    @property
+    def stream_calls(self) -> int:
+        """Number of authenticated stream opens (assignable)."""
+        return self._controls.stream_calls
+
+    @stream_calls.setter
+    def stream_calls(self, value: int) -> None:
+        self._controls.stream_calls = value
+
+    # ---- control API -------------------------------------------------------
+
+    def create(
+        self,
+        microgrid_id: int,
+        *,
+        type: str,  # pylint: disable=redefined-builtin
+        start_time: datetime,
+        duration: timedelta | None,
+        target: Iterable[TargetItem],
+        active: bool = True,
+        dry_run: bool = False,
+        payload: Mapping[str, Any] | None = None,
+        recurrence: RecurrenceRule | None = None,
+    ) -> int:
+        """Create a dispatch (start times in the past are allowed).
+
+        Args:
+            microgrid_id: The microgrid.
+            type: The dispatch type.
+            start_time: The aware start time.
+            duration: The duration, or None for open-ended.
+            target: Component ids, or category names such as "BATTERY" or
+                "INVERTER:PV".
+            active: Whether the dispatch is active.
+            dry_run: Whether it is a dry run.
+            payload: JSON-like payload.
+            recurrence: The recurrence rule, or None.
+
+        Returns:
+            The new dispatch id.
+
+        """
+        data = build_data(
+            type=type,
+            start_time=start_time,
+            duration=duration,
+            target=target,
+            active=active,
+            dry_run=dry_run,
+            payload=payload,
+            recurrence=recurrence,
+        )
+        validate_data(data)
+        return int(self._store.create(microgrid_id, data).metadata.dispatch_id)
+
+    def update(self, microgrid_id: int, dispatch_id: int, **fields: Any) -> None:
+        """Change fields of a dispatch and bump its update time.
+
+        Args:
+            microgrid_id: The microgrid.
+            dispatch_id: The dispatch id.
+            **fields: Same names and types as `create` (including `type` and
+                `dry_run`, which the RPC cannot change).
+
+        """
+        data = self._store.get(microgrid_id, dispatch_id).data
+        for name, value in fields.items():
+            set_field(data, name, value)
+        validate_data(data)
+        self._store.replace_data(microgrid_id, dispatch_id, data)
+
+    def delete(self, microgrid_id: int, dispatch_id: int) -> None:
+        """Delete a dispatch.
+
+        Args:
+            microgrid_id: The microgrid.
+            dispatch_id: The dispatch id.
+
+        """
+        self._store.delete(microgrid_id, dispatch_id)
+
+    def insert_raw(
+        self,
+        microgrid_id: int,
+        dispatch: dispatch_pb2.Dispatch,
+        *,
+        notify: bool = True,
+    ) -> int:
+        """Store a protobuf dispatch as-is, without validation.
+
+        Args:
+            microgrid_id: The microgrid.
+            dispatch: The dispatch (may be malformed); a zero id and unset
+                create/update times are filled in.
+            notify: Whether to emit CREATED (UPDATED if the id existed).
+
+        Returns:
+            The dispatch id.
+
+        """
+        return self._store.insert_raw(microgrid_id, dispatch, notify=notify)
+
+    def dispatches(self, microgrid_id: int) -> list[Dispatch]:
+        """Return the dispatches of a microgrid as client objects, by id.
+
+        Malformed dispatches the client cannot convert are left out; see
+        `raw_dispatches`.
+
+        Args:
+            microgrid_id: The microgrid.
+
+        Returns:
+            The dispatches.
+
+        """
+        result = []
+        for raw in self._store.all(microgrid_id):
+            try:
+                result.append(Dispatch.from_protobuf(raw))
+            except ValueError:
+                continue
+        return result
+
+    def raw_dispatches(self, microgrid_id: int) -> list[dispatch_pb2.Dispatch]:
+        """Return copies of the stored protobufs of a microgrid, by id.
+
+        Args:
+            microgrid_id: The microgrid.
+
+        Returns:
+            The dispatches.
+
+        """
+        return self._store.all(microgrid_id)
+
+    def get(self, microgrid_id: int, dispatch_id: int) -> Dispatch:
+        """Return one dispatch as a client object.
+
+        Args:
+            microgrid_id: The microgrid.
+            dispatch_id: The dispatch id.
+
+        Returns:
+            The dispatch.
+
+        """
+        return Dispatch.from_protobuf(self._store.get(microgrid_id, dispatch_id))
