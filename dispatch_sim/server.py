@@ -171,6 +171,15 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
             await self._hub.wait_open(count)
 
     @property
+    def api_key(self) -> str:
+        """The key clients must send; assign to rotate it (a revoked key)."""
+        return self._controls.api_key
+
+    @api_key.setter
+    def api_key(self, value: str) -> None:
+        self._controls.api_key = value
+
+    @property
     def delay(self) -> float:
         """Seconds every unary RPC waits before answering (default 0)."""
         return self._controls.delay

@@ -513,3 +513,48 @@ async def test_unload_cancels_everything(
     assert entry.state is ConfigEntryState.NOT_LOADED
     assert coordinator.scheduler.running == {}
     await wait_for(hass, lambda: dispatch_server.open_streams == 0, "stream closed")
+
+
+async def test_key_revoked_at_runtime_starts_reauth(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(
+        dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None
+    )
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    dispatch_server.api_key = "rotated"
+    await dispatch_server.break_streams()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    await _go_to(hass, freezer, t0 + timedelta(seconds=2))  # after the back-off
+    await wait_for(
+        hass, lambda: bool(hass.config_entries.flow.async_progress()), "reauth"
+    )
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+    # The known dispatch keeps running; nothing was reported as deleted.
+    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert recorder.kinds() == ["started"]
+
+
+async def test_quick_clean_end_backs_off(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """A server that closes streams at once must not cause a hot loop."""
+    _coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    streams, lists = dispatch_server.stream_calls, dispatch_server.list_calls
+    await dispatch_server.end_streams()  # no time passed: a quick end
+    await settle(hass, 0.3)
+    assert dispatch_server.stream_calls == streams  # waiting for the back-off
+    await _go_to(hass, freezer, t0 + timedelta(seconds=1))
+    await wait_for(
+        hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after back-off"
+    )
+    assert dispatch_server.stream_calls == streams + 1
