@@ -23,6 +23,7 @@ Semantics, matching the client library's ``Dispatch.started_at`` and
 """
 
 from abc import ABC, abstractmethod
+import calendar
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -72,6 +73,8 @@ _FIXED_LENGTH: Final = frozenset(
     {Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY, Frequency.WEEKLY}
 )
 _MAX_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_SKIPPABLE: Final = frozenset({Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY})
+_SKIP_SEARCH_STEPS: Final = 400  # enough to find a February 29th
 _MINUTES_PER_WEEK: Final = 7 * 24 * 60
 _HOURS_PER_WEEK: Final = 7 * 24
 
@@ -110,13 +113,16 @@ class Run:
 class Schedule:
     """Compiled, immutable schedule of one dispatch.
 
-    Evaluation cost does not grow with the dispatch's age: rules without a
-    ``count`` end criterion start dateutil at the recurrence period containing
-    the instant asked about instead of at ``start_time``; rules that are a
-    plain arithmetic progression (no by-fields, fixed-length frequency) are
-    answered in closed form. Rules with ``count`` have to know every earlier
-    occurrence, so they are walked once from ``start_time`` (at most ``count``
-    occurrences) and remembered.
+    Evaluation cost does not grow with the dispatch's age: rules that are a
+    plain arithmetic progression (one-shots; no by-fields and a fixed-length
+    frequency) are answered in closed form; other rules start dateutil at the
+    recurrence period containing the instant asked about instead of at
+    ``start_time``. Only a ``count`` end criterion depends on every earlier
+    occurrence: such rules (with by-fields) are additionally walked once from
+    ``start_time``, as far as the instants asked about and at most ``count``
+    occurrences over the schedule's lifetime.
+
+    Thread-safe: internal caches are guarded by locks.
     """
 
     __slots__ = ("_timeline",)
@@ -585,7 +591,7 @@ class _JumpingSource(_OccurrenceSource):
         until = self._spec.until
         if until is not None and instant > until:
             return
-        dtstart = self._jump_start(instant)
+        dtstart = self._jump_start(self._skip_excluded(instant))
         if dtstart is None:
             return
         for occurrence in self._rule(dtstart):
@@ -604,6 +610,67 @@ class _JumpingSource(_OccurrenceSource):
             if len(self._rules) > _RULE_CACHE_SIZE:
                 self._rules.popitem(last=False)
         return rule
+
+    def _skip_excluded(self, instant: datetime) -> datetime:
+        """Move ``instant`` past the days (and hours) the by-fields exclude.
+
+        For MINUTELY, HOURLY and DAILY rules dateutil steps through excluded
+        periods one at a time (minute by minute through excluded hours), e.g.
+        for months until the next allowed month. Nothing can occur there, so
+        the jump may land after them. The search is bounded; whatever it
+        skipped so far is excluded, so stopping early is still exact.
+        """
+        spec = self._spec
+        if spec.freq not in _SKIPPABLE:
+            return instant
+        hours = spec.byhour if spec.freq != Frequency.DAILY else None
+        if (
+            hours is None
+            and spec.bymonth is None
+            and spec.bymonthday is None
+            and spec.byweekday is None
+        ):
+            return instant
+        current = instant.astimezone(UTC)
+        for _ in range(_SKIP_SEARCH_STEPS):
+            if spec.bymonth is not None and current.month not in spec.bymonth:
+                later = [m for m in spec.bymonth if m > current.month]
+                year = current.year if later else current.year + 1
+                if year > MAXYEAR:
+                    return current
+                month = later[0] if later else spec.bymonth[0]
+                current = datetime(year, month, 1, tzinfo=UTC)
+                continue
+            if self._day_allowed(current):
+                later_hours = [h for h in hours or (current.hour,) if h >= current.hour]
+                if later_hours:
+                    if later_hours[0] > current.hour:
+                        current = current.replace(
+                            hour=later_hours[0], minute=0, second=0, microsecond=0
+                        )
+                    return current
+            try:
+                current = current.replace(
+                    hour=0, minute=0, second=0, microsecond=0
+                ) + timedelta(days=1)
+            except OverflowError:
+                return current
+        return current
+
+    def _day_allowed(self, instant: datetime) -> bool:
+        """Tell whether the day of ``instant`` passes the day-level by-fields."""
+        spec = self._spec
+        if spec.byweekday is not None and instant.weekday() not in spec.byweekday:
+            return False
+        if spec.bymonthday is not None:
+            length = calendar.monthrange(instant.year, instant.month)[1]
+            # dateutil matches negative days counted from the month's end.
+            if (
+                instant.day not in spec.bymonthday
+                and instant.day - length - 1 not in spec.bymonthday
+            ):
+                return False
+        return True
 
     def _jump_start(self, instant: datetime) -> datetime | None:
         """The ``dtstart`` of a rule producing every occurrence >= ``instant``.
