@@ -41,6 +41,13 @@ def _create(server: DispatchSimulator, **fields: Any) -> int:
     return server.create(MICROGRID_ID, **fields)
 
 
+def _create_running(server: DispatchSimulator, t0: datetime) -> int:
+    """A dispatch that started a minute before t0 and lasts 30 minutes."""
+    return _create(
+        server, start_time=t0 - timedelta(minutes=1), duration=timedelta(minutes=30)
+    )
+
+
 async def _go_to(
     hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: datetime
 ) -> None:
@@ -258,11 +265,7 @@ async def test_update_while_running(
     freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
-    dispatch_id = _create(
-        dispatch_server,
-        start_time=t0 - timedelta(minutes=1),
-        duration=timedelta(minutes=30),
-    )
+    dispatch_id = _create_running(dispatch_server, t0)
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert recorder.kinds() == ["started"]
 
@@ -297,11 +300,7 @@ async def test_update_into_the_past_stops_now(
     entry_data: dict[str, Any],
     t0: datetime,
 ) -> None:
-    dispatch_id = _create(
-        dispatch_server,
-        start_time=t0 - timedelta(minutes=1),
-        duration=timedelta(minutes=30),
-    )
+    dispatch_id = _create_running(dispatch_server, t0)
     _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(seconds=30))
     await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
@@ -315,11 +314,7 @@ async def test_delete_while_running(
     freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
-    dispatch_id = _create(
-        dispatch_server,
-        start_time=t0 - timedelta(minutes=1),
-        duration=timedelta(minutes=30),
-    )
+    dispatch_id = _create_running(dispatch_server, t0)
     _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
     await wait_for(hass, lambda: "deleted" in recorder.kinds(), "deleted")
@@ -335,11 +330,7 @@ async def test_deactivate_while_running(
     freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
-    dispatch_id = _create(
-        dispatch_server,
-        start_time=t0 - timedelta(minutes=1),
-        duration=timedelta(minutes=30),
-    )
+    dispatch_id = _create_running(dispatch_server, t0)
     _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     dispatch_server.update(MICROGRID_ID, dispatch_id, active=False)
     await wait_for(hass, lambda: "stopped" in recorder.kinds(), "stopped")
