@@ -451,10 +451,20 @@ async def test_malformed_dispatch_is_skipped(
     no_target.data.type = "NO_TARGET"
     no_target.data.start_time.FromDatetime(t0.replace(tzinfo=None))
     no_target_id = dispatch_server.insert_raw(MICROGRID_ID, no_target)
+    far_future = dispatch_pb2.Dispatch()
+    far_future.data.type = "YEAR_BEYOND_9999"
+    far_future.data.start_time.seconds = 2**62  # the client's conversion overflows
+    far_future.data.target.component_ids.ids.append(1)
+    far_future_id = dispatch_server.insert_raw(MICROGRID_ID, far_future)
 
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     assert set(coordinator.data) == {good}
-    assert set(coordinator.malformed) == {bad_id, no_start_id, no_target_id}
+    assert set(coordinator.malformed) == {
+        bad_id,
+        no_start_id,
+        no_target_id,
+        far_future_id,
+    }
     assert recorder.kinds() == ["started"]
     assert f"Skipping dispatch {bad_id}" in caplog.text
     assert f"Skipping dispatch {no_start_id}" in caplog.text

@@ -47,8 +47,13 @@ async def async_setup_entry(
 async def _async_options_updated(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """Reload so the platforms pick up the new options."""
-    await hass.config_entries.async_reload(entry.entry_id)
+    """Reload so the platforms pick up new options.
+
+    Reauth and reconfigure change the data and reload on their own; reloading
+    here as well would reconnect twice.
+    """
+    if dict(entry.options) != entry.runtime_data.options:
+        await hass.config_entries.async_reload(entry.entry_id)
 
 
 async def async_unload_entry(

@@ -81,7 +81,7 @@ def parse_dispatch(message: Any) -> ParsedDispatch:
             raise InvalidDispatchError("start_time is missing")
         dispatch = Dispatch.from_protobuf(message)
         return ValidDispatch(dispatch, Schedule(dispatch))
-    except (ValueError, TypeError, KeyError, AttributeError) as err:
+    except Exception as err:  # any bad content skips just this dispatch
         return MalformedDispatch(dispatch_id, str(err) or type(err).__name__)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from functools import partial
+import hashlib
 from typing import Any
 
 from homeassistant.components.binary_sensor import (
@@ -14,7 +17,7 @@ from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import slugify
 
-from .const import CONF_DRY_RUN_COUNTS, DOMAIN
+from .const import CONF_DRY_RUN_COUNTS
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
@@ -31,38 +34,36 @@ async def async_setup_entry(
     """Add the sensors now and whenever dispatches or types appear."""
     coordinator = entry.runtime_data
     registry = er.async_get(hass)
-    dispatch_ids: set[int] = set()
-    types: set[str] = set()
+    prefixes = (f"{entry.entry_id}_dispatch_", f"{entry.entry_id}_type_")
+    added: set[str] = set()
 
     @callback
     def _sync_entities() -> None:
-        current_ids = set(coordinator.data)
-        current_types = {item.dispatch.type for item in coordinator.data.values()}
-        new: list[BinarySensorEntity] = [
-            DispatchRunningSensor(coordinator, dispatch_id)
-            for dispatch_id in sorted(current_ids - dispatch_ids)
-        ]
-        new += [
-            DispatchTypeSensor(coordinator, type_) for type_ in current_types - types
-        ]
-        for dispatch_id in dispatch_ids - current_ids:
-            _remove(f"dispatch_{dispatch_id}")
-        for type_ in types - current_types:
-            _remove(_type_key(type_))
-        dispatch_ids.clear()
-        dispatch_ids.update(current_ids)
-        types.clear()
-        types.update(current_types)
+        """Add sensors for new dispatches/types, drop those of vanished ones.
+
+        The registry is the reference, so sensors of dispatches deleted while
+        the entry was not loaded go too.
+        """
+        expected: dict[str, Callable[[], BinarySensorEntity]] = {}
+        for dispatch_id, item in sorted(coordinator.data.items()):
+            expected[f"{entry.entry_id}_dispatch_{dispatch_id}"] = partial(
+                DispatchRunningSensor, coordinator, dispatch_id
+            )
+            expected[f"{entry.entry_id}_{_type_key(item.dispatch.type)}"] = partial(
+                DispatchTypeSensor, coordinator, item.dispatch.type
+            )
+        for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
+            if (
+                reg_entry.domain == "binary_sensor"
+                and reg_entry.unique_id.startswith(prefixes)
+                and reg_entry.unique_id not in expected
+            ):
+                registry.async_remove(reg_entry.entity_id)
+        new = [make() for unique_id, make in expected.items() if unique_id not in added]
+        added.clear()
+        added.update(expected)
         if new:
             async_add_entities(new)
-
-    @callback
-    def _remove(key: str) -> None:
-        unique_id = f"{entry.entry_id}_{key}"
-        if entity_id := registry.async_get_entity_id(
-            "binary_sensor", DOMAIN, unique_id
-        ):
-            registry.async_remove(entity_id)
 
     async_add_entities([ConnectivitySensor(coordinator)])
     _sync_entities()
@@ -70,7 +71,17 @@ async def async_setup_entry(
 
 
 def _type_key(dispatch_type: str) -> str:
-    return f"type_{slugify(dispatch_type)}"
+    """A unique-id part per type, different for types with the same slug.
+
+    Types are free text: "BATTERY_CHARGE" and "battery charge" share a slug.
+    The usual upper-case form keeps the plain slug; any other form gets a
+    short hash of the exact type.
+    """
+    slug = slugify(dispatch_type)
+    if dispatch_type == slug.upper():
+        return f"type_{slug}"
+    digest = hashlib.sha256(dispatch_type.encode()).hexdigest()[:8]
+    return f"type_{slug}_{digest}"
 
 
 class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):

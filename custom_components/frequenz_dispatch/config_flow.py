@@ -64,6 +64,10 @@ USER_SCHEMA = vol.Schema(
 
 async def _check_connection(data: Mapping[str, Any]) -> dict[str, str]:
     """List the microgrid's dispatches once; return form errors (empty = fine)."""
+    if not data[CONF_API_KEY]:
+        # The client refuses to build without a key (TypeError); the server
+        # would reject a blank one anyway.
+        return {CONF_API_KEY: "invalid_auth"}
     try:
         api = DispatchApi(
             data[CONF_SERVER_URL],
@@ -91,11 +95,10 @@ def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
     data: dict[str, Any] = {
         CONF_SERVER_URL: str(user_input[CONF_SERVER_URL]).strip(),
         CONF_API_KEY: str(user_input[CONF_API_KEY]).strip(),
+        CONF_MICROGRID_ID: int(user_input[CONF_MICROGRID_ID]),
     }
     if secret := str(user_input.get(CONF_SIGN_SECRET) or "").strip():
         data[CONF_SIGN_SECRET] = secret
-    if CONF_MICROGRID_ID in user_input:
-        data[CONF_MICROGRID_ID] = int(user_input[CONF_MICROGRID_ID])
     return data
 
 
@@ -146,9 +149,9 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         entry = self._get_reauth_entry()
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = {**entry.data, **_clean({**entry.data, **user_input})}
-            if CONF_SIGN_SECRET not in user_input:
-                data.pop(CONF_SIGN_SECRET, None)
+            # The secret is what the user entered now: omitted or blank clears it.
+            data = {k: v for k, v in entry.data.items() if k != CONF_SIGN_SECRET}
+            data.update(_clean({**data, **user_input}))
             if not (errors := await _check_connection(data)):
                 return self.async_update_reload_and_abort(entry, data=data)
         return self.async_show_form(

@@ -75,6 +75,8 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             always_update=False,
         )
         self.api = api
+        self.options = dict(config_entry.options)
+        """The options this coordinator's entities were set up with."""
         self.microgrid_id = api.microgrid_id
         self.connected = False
         self._items: Dispatches = {}
@@ -152,6 +154,11 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
                 self.config_entry.async_start_reauth(self.hass)
                 return
             except DispatchApiError as err:
+                self._set_connected(False, err)
+                failures += 1
+            except Exception as err:
+                # Never let the stream task die: log it and reconnect later.
+                LOGGER.exception("Unexpected error while following the stream")
                 self._set_connected(False, err)
                 failures += 1
             else:

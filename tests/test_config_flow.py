@@ -1,0 +1,556 @@
+"""Config, reauth, reconfigure and options flows against a real local server."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+import json
+from pathlib import Path
+from typing import Any
+
+from homeassistant.config_entries import (
+    SOURCE_RECONFIGURE,
+    SOURCE_USER,
+    ConfigEntry,
+    ConfigEntryState,
+    ConfigFlowResult,
+)
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.common import start_reauth_flow
+
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
+from dispatch_sim.server import DispatchSimulator
+
+from .common import settle, setup_entry, wait_for
+from .conftest import API_KEY, DOMAIN, MICROGRID_ID
+
+STRINGS = json.loads(
+    (
+        Path(__file__).parent.parent
+        / "custom_components"
+        / "frequenz_dispatch"
+        / "strings.json"
+    ).read_text()
+)
+OTHER_KEY = "other-api-key-9876543210"
+# A zero-width space, as pasted along with a key from a web page: gRPC refuses
+# to send it as metadata and raises its own (non-RPC) error, which is the
+# "unexpected exception" the flows must survive.
+UNSENDABLE_KEY = API_KEY + "\u200b"
+
+
+def _assert_known(result: ConfigFlowResult) -> None:
+    """Every error and abort reason a flow returns has a text in strings.json."""
+    section = STRINGS["config"]
+    for error in (result.get("errors") or {}).values():
+        assert error in section["error"], error
+    if result["type"] is FlowResultType.ABORT:
+        assert result["reason"] in section["abort"], result["reason"]
+
+
+async def _user_flow(hass: HomeAssistant) -> ConfigFlowResult:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_USER}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == {}
+    return result
+
+
+async def _configure(
+    hass: HomeAssistant, result: ConfigFlowResult, user_input: dict[str, Any]
+) -> ConfigFlowResult:
+    result = await hass.config_entries.flow.async_configure(
+        result["flow_id"], user_input
+    )
+    _assert_known(result)
+    await hass.async_block_till_done()
+    return result
+
+
+async def _reconfigure_flow(
+    hass: HomeAssistant, entry: ConfigEntry
+) -> ConfigFlowResult:
+    result = await hass.config_entries.flow.async_init(
+        DOMAIN, context={"source": SOURCE_RECONFIGURE, "entry_id": entry.entry_id}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    return result
+
+
+async def _configure_once_reachable(
+    hass: HomeAssistant, result: ConfigFlowResult, user_input: dict[str, Any]
+) -> ConfigFlowResult:
+    """Submit until the restarted server is reachable again.
+
+    gRPC shares one connection per address between channels and backs off
+    (about 1 s) after a failed attempt, so a new check right after the server
+    is back may still fail; a user pressing submit again gets through.
+    """
+    for _ in range(50):
+        result = await _configure(hass, result, user_input)
+        if result.get("errors") != {"base": "cannot_connect"}:
+            return result
+        await settle(hass, 0.1)
+    raise AssertionError("server still unreachable")
+
+
+def _entities(hass: HomeAssistant, entry: ConfigEntry) -> set[tuple[str, str]]:
+    """(entity_id, unique_id) of every registry entry of a config entry."""
+    registry = er.async_get(hass)
+    return {
+        (item.entity_id, item.unique_id)
+        for item in er.async_entries_for_config_entry(registry, entry.entry_id)
+    }
+
+
+def _is_loaded(entry: ConfigEntry) -> bool:
+    # A function, so that mypy does not keep an earlier narrowing of the state.
+    return entry.state is ConfigEntryState.LOADED
+
+
+def _only_entry(hass: HomeAssistant) -> ConfigEntry:
+    entries = hass.config_entries.async_entries(DOMAIN)
+    assert len(entries) == 1
+    return entries[0]
+
+
+def _add_dispatch(server: DispatchSimulator, start: datetime) -> int:
+    return server.create(
+        MICROGRID_ID,
+        type="BATTERY_CHARGE",
+        start_time=start,
+        duration=timedelta(hours=1),
+        target=[1],
+    )
+
+
+@pytest.fixture
+async def second_server() -> AsyncIterator[DispatchSimulator]:
+    """Another server on another port, with another API key."""
+    server = DispatchSimulator(api_key=OTHER_KEY, host="127.0.0.1", port=0)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+# -- user step ---------------------------------------------------------------
+
+
+async def test_user_creates_entry_that_loads(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator
+) -> None:
+    dispatch_id = _add_dispatch(dispatch_server, dt_util.utcnow() + timedelta(days=1))
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass,
+        result,
+        {
+            "server_url": f"  {dispatch_server.url} ",
+            "api_key": f" {API_KEY}\n",
+            "microgrid_id": 42.0,  # what the number box sends
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == f"Microgrid {MICROGRID_ID}"
+    assert result["data"] == {
+        "server_url": dispatch_server.url,
+        "api_key": API_KEY,
+        "microgrid_id": MICROGRID_ID,
+    }
+    assert type(result["data"]["microgrid_id"]) is int
+    entry = _only_entry(hass)
+    assert entry.unique_id == f"{dispatch_server.url}#{MICROGRID_ID}"
+    assert entry.state is ConfigEntryState.LOADED
+    unique_ids = {unique_id for _, unique_id in _entities(hass, entry)}
+    prefix = entry.entry_id
+    assert unique_ids == {
+        f"{prefix}_api_connection",
+        f"{prefix}_dispatch_event",
+        f"{prefix}_next_start",
+        f"{prefix}_running_dispatches",
+        f"{prefix}_dispatch_{dispatch_id}",
+        f"{prefix}_type_battery_charge",
+    }
+    for entity_id, _ in _entities(hass, entry):
+        assert hass.states.get(entity_id) is not None, entity_id
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+
+
+async def test_user_sign_secret_is_stored_and_used(hass: HomeAssistant) -> None:
+    # This server verifies request signatures (the fixture's server ignores them).
+    signing = DispatchSimulator(api_key=API_KEY, sign_secret="s3cret")
+    await signing.start()
+    try:
+        base = {"server_url": signing.url, "api_key": API_KEY, "microgrid_id": 42}
+        result = await _user_flow(hass)
+        for secret in (None, "   ", "wrong"):
+            user_input = dict(base)
+            if secret is not None:
+                user_input["sign_secret"] = secret
+            result = await _configure(hass, result, user_input)
+            assert result["type"] is FlowResultType.FORM
+            assert result["errors"] == {"base": "invalid_auth"}
+        result = await _configure(hass, result, {**base, "sign_secret": " s3cret "})
+        assert result["type"] is FlowResultType.CREATE_ENTRY
+        assert result["data"] == {**base, "sign_secret": "s3cret"}
+        entry = _only_entry(hass)
+        assert entry.state is ConfigEntryState.LOADED
+        await wait_for(hass, lambda: signing.open_streams == 1, "signed stream")
+        assert await hass.config_entries.async_unload(entry.entry_id)
+    finally:
+        await signing.stop()
+
+
+async def test_user_blank_secret_is_not_stored(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator
+) -> None:
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass,
+        result,
+        {
+            "server_url": dispatch_server.url,
+            "api_key": API_KEY,
+            "sign_secret": "  ",
+            "microgrid_id": 7,
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert result["title"] == "Microgrid 7"
+    assert "sign_secret" not in result["data"]
+    assert result["data"]["microgrid_id"] == 7
+
+
+@pytest.mark.parametrize(
+    ("bad_input", "errors"),
+    [
+        ({"api_key": "wrong-key"}, {"base": "invalid_auth"}),
+        ({"api_key": "   "}, {"api_key": "invalid_auth"}),
+        ({"api_key": UNSENDABLE_KEY}, {"base": "unknown"}),
+        ({"server_url": "http://nope"}, {"server_url": "invalid_url"}),
+        ({"server_url": "grpc://"}, {"server_url": "invalid_url"}),
+        ({"server_url": "grpc://127.0.0.1:1/path"}, {"server_url": "invalid_url"}),
+        ({"server_url": "grpc://127.0.0.1:1?ssl=maybe"}, {"server_url": "invalid_url"}),
+    ],
+)
+async def test_user_error_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    bad_input: dict[str, str],
+    errors: dict[str, str],
+) -> None:
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, **bad_input})
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "user"
+    assert result["errors"] == errors
+    assert hass.config_entries.async_entries(DOMAIN) == []
+    # The user corrects the input in the same flow and finishes.
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+async def test_user_cannot_connect_then_recover(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    await dispatch_server.stop()
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "cannot_connect"}
+    await dispatch_server.start()  # same port
+    result = await _configure_once_reachable(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+async def test_user_duplicate_aborts(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    await setup_entry(hass, entry_data)
+    lists = dispatch_server.list_calls
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass,
+        result,
+        {**entry_data, "server_url": f" {entry_data['server_url']} ", "api_key": "x"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert dispatch_server.list_calls == lists  # aborted before connecting
+    # Another microgrid on the same server is a new entry.
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "microgrid_id": 43})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert len(hass.config_entries.async_entries(DOMAIN)) == 2
+
+
+# -- reauth ------------------------------------------------------------------
+
+
+async def test_reauth_after_rejected_key(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    entry = await setup_entry(hass, {**entry_data, "api_key": "old-key"})
+    assert entry.state is ConfigEntryState.SETUP_ERROR
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert len(flows) == 1
+    assert flows[0]["context"]["source"] == "reauth"
+    result = await hass.config_entries.flow.async_configure(flows[0]["flow_id"])
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reauth_confirm"
+    assert result["description_placeholders"] == {
+        "microgrid_id": str(MICROGRID_ID),
+        "name": entry.title,
+    }
+
+    result = await _configure(hass, result, {"api_key": "still-wrong"})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert entry.data["api_key"] == "old-key"
+
+    result = await _configure(hass, result, {"api_key": f" {API_KEY} "})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert _only_entry(hass) is entry
+    assert dict(entry.data) == entry_data
+    assert entry.unique_id == f"{entry_data['server_url']}#{MICROGRID_ID}"
+    assert _is_loaded(entry)
+    assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
+    assert any(uid.endswith("_api_connection") for _, uid in _entities(hass, entry))
+
+
+async def test_reauth_of_loaded_entry_keeps_entities(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    _add_dispatch(dispatch_server, dt_util.utcnow() + timedelta(days=1))
+    entry = await setup_entry(hass, {**entry_data, "sign_secret": "old-secret"})
+    assert entry.state is ConfigEntryState.LOADED
+    before = _entities(hass, entry)
+    assert len(before) == 6
+    old_coordinator = entry.runtime_data
+
+    result = await start_reauth_flow(hass, entry)
+    assert result["step_id"] == "reauth_confirm"
+    result = await _configure(hass, result, {"api_key": UNSENDABLE_KEY})
+    assert result["errors"] == {"base": "unknown"}
+    result = await _configure(hass, result, {"api_key": ""})
+    assert result["errors"] == {"api_key": "invalid_auth"}
+    # A blank secret clears the old one (it is not kept behind the user's back).
+    result = await _configure(hass, result, {"api_key": API_KEY, "sign_secret": ""})
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reauth_successful"
+    assert dict(entry.data) == entry_data
+    await wait_for(
+        hass,
+        lambda: (
+            entry.state is ConfigEntryState.LOADED
+            and entry.runtime_data is not old_coordinator
+        ),
+        "reloaded",
+    )
+    assert _only_entry(hass) is entry
+    assert _entities(hass, entry) == before
+
+    # Reauth that sets a new secret.
+    result = await start_reauth_flow(hass, entry)
+    result = await _configure(
+        hass, result, {"api_key": API_KEY, "sign_secret": " new-secret "}
+    )
+    assert result["reason"] == "reauth_successful"
+    assert dict(entry.data) == {**entry_data, "sign_secret": "new-secret"}
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert _entities(hass, entry) == before
+
+
+async def test_reauth_cannot_connect(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    entry = await setup_entry(hass, entry_data)
+    result = await start_reauth_flow(hass, entry)
+    await dispatch_server.stop()
+    result = await _configure(hass, result, {"api_key": API_KEY})
+    assert result["errors"] == {"base": "cannot_connect"}
+    await dispatch_server.start()
+    result = await _configure_once_reachable(hass, result, {"api_key": API_KEY})
+    assert result["reason"] == "reauth_successful"
+
+
+# -- reconfigure -------------------------------------------------------------
+
+
+async def test_reconfigure_moves_to_other_server_keeping_entities(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    second_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    start = dt_util.utcnow() + timedelta(days=1)
+    # The same data on both servers (ids are assigned from 1 on each).
+    dispatch_id = _add_dispatch(dispatch_server, start)
+    assert _add_dispatch(second_server, start) == dispatch_id
+    entry = await setup_entry(hass, entry_data)
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+    before = _entities(hass, entry)
+    assert any(uid.endswith(f"_dispatch_{dispatch_id}") for _, uid in before)
+
+    result = await _reconfigure_flow(hass, entry)
+    schema = result["data_schema"]
+    assert schema is not None
+    assert {str(key) for key in schema.schema} == {
+        "server_url",
+        "api_key",
+        "sign_secret",
+    }
+    new_url = second_server.url
+    # The old key is rejected by the new server: the form shows it.
+    result = await _configure(hass, result, {"server_url": new_url, "api_key": API_KEY})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "invalid_auth"}
+    assert entry.data == entry_data
+
+    result = await _configure(
+        hass,
+        result,
+        {"server_url": new_url, "api_key": OTHER_KEY, "sign_secret": "sec"},
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "reconfigure_successful"
+    assert _only_entry(hass) is entry
+    assert dict(entry.data) == {
+        "server_url": new_url,
+        "api_key": OTHER_KEY,
+        "sign_secret": "sec",
+        "microgrid_id": MICROGRID_ID,
+    }
+    assert entry.unique_id == f"{new_url}#{MICROGRID_ID}"
+    await wait_for(
+        hass,
+        lambda: (
+            entry.state is ConfigEntryState.LOADED
+            and second_server.open_streams == 1
+            and dispatch_server.open_streams == 0
+        ),
+        "moved to the new server",
+    )
+    assert _entities(hass, entry) == before
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    assert set(coordinator.data) == {dispatch_id}
+
+
+async def test_reconfigure_same_url_changes_secret(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    entry = await setup_entry(hass, {**entry_data, "sign_secret": "old"})
+    before = _entities(hass, entry)
+    result = await _reconfigure_flow(hass, entry)
+    result = await _configure(
+        hass, result, {"server_url": entry_data["server_url"], "api_key": API_KEY}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert dict(entry.data) == entry_data  # the omitted secret is cleared
+    assert entry.unique_id == f"{entry_data['server_url']}#{MICROGRID_ID}"
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert _entities(hass, entry) == before
+
+
+async def test_reconfigure_errors_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    second_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    entry = await setup_entry(hass, entry_data)
+    new_url = second_server.url
+    await second_server.stop()
+    result = await _reconfigure_flow(hass, entry)
+    for user_input, errors in (
+        (
+            {"server_url": "grpc://", "api_key": OTHER_KEY},
+            {"server_url": "invalid_url"},
+        ),
+        ({"server_url": new_url, "api_key": OTHER_KEY}, {"base": "cannot_connect"}),
+        ({"server_url": new_url, "api_key": " "}, {"api_key": "invalid_auth"}),
+    ):
+        result = await _configure(hass, result, user_input)
+        assert result["type"] is FlowResultType.FORM
+        assert result["errors"] == errors
+    await second_server.start()
+    result = await _configure_once_reachable(
+        hass, result, {"server_url": new_url, "api_key": "k"}
+    )
+    assert result["errors"] == {"base": "invalid_auth"}
+    result = await _configure(
+        hass, result, {"server_url": new_url, "api_key": UNSENDABLE_KEY}
+    )
+    assert result["errors"] == {"base": "unknown"}
+    assert entry.data == entry_data
+    result = await _configure(
+        hass, result, {"server_url": new_url, "api_key": OTHER_KEY}
+    )
+    assert result["reason"] == "reconfigure_successful"
+    assert entry.data["server_url"] == new_url
+
+
+async def test_reconfigure_onto_another_entry_aborts(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    second_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    first = await setup_entry(hass, entry_data)
+    other_data = {**entry_data, "server_url": second_server.url, "api_key": OTHER_KEY}
+    second = await setup_entry(hass, other_data)
+    result = await _reconfigure_flow(hass, first)
+    result = await _configure(
+        hass, result, {"server_url": second_server.url, "api_key": OTHER_KEY}
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "already_configured"
+    assert dict(first.data) == entry_data
+    assert dict(second.data) == other_data
+    assert first.state is second.state is ConfigEntryState.LOADED
+
+
+# -- options -----------------------------------------------------------------
+
+
+async def test_options_dry_run_counts_reloads(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    entry = await setup_entry(hass, entry_data)
+    old_coordinator = entry.runtime_data
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "init"
+    schema = result["data_schema"]
+    assert schema is not None
+    assert schema({}) == {"dry_run_counts": False}
+
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"dry_run_counts": True}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options == {"dry_run_counts": True}
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.runtime_data is not old_coordinator  # reloaded
+
+    # The form now defaults to the stored value.
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    schema = result["data_schema"]
+    assert schema is not None
+    assert schema({}) == {"dry_run_counts": True}
