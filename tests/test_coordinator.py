@@ -19,7 +19,7 @@ from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoor
 from dispatch_sim.server import DispatchSimulator
 
 from .common import EventRecorder, settle, setup_entry, wait_for
-from .conftest import MICROGRID_ID
+from .conftest import API_KEY, MICROGRID_ID
 
 
 def _start_of_next_minute() -> datetime:
@@ -559,3 +559,24 @@ async def test_quick_clean_end_backs_off(
         hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after back-off"
     )
     assert dispatch_server.stream_calls == streams + 1
+
+
+async def test_api_key_never_logged_or_sent_in_events(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    dispatch_server.update(MICROGRID_ID, dispatch_id, payload={"x": 1})
+    dispatch_server.delete(MICROGRID_ID, dispatch_id)
+    await wait_for(hass, lambda: "deleted" in recorder.kinds(), "deleted")
+    await dispatch_server.break_streams()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    assert recorder.kinds() == ["started", "updated", "stopped", "deleted"]
+    assert "Dispatch API for microgrid 42 is unreachable" in caplog.text
+    assert API_KEY not in caplog.text
+    assert API_KEY not in repr(recorder.events)
