@@ -1,0 +1,521 @@
+"""Recurrence rules of the scheduling model: validation and occurrences.
+
+:class:`_RuleSpec` validates a dispatch's recurrence rule and spells out every
+by-field dateutil would default; the occurrence sources yield its occurrences
+from any instant on without iterating from ``start_time``. Internal to
+:mod:`.model`.
+"""
+
+from abc import ABC, abstractmethod
+import calendar
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import MAXYEAR, UTC, datetime, timedelta
+import itertools
+import math
+import threading
+from typing import Final, Literal
+
+from dateutil import rrule as du
+from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
+
+from .model_types import InvalidDispatchError
+
+_RULE_CACHE_SIZE: Final = 16
+
+_DuFreq = Literal[0, 1, 2, 3, 4, 5, 6]
+_DU_FREQ: Final[dict[Frequency, _DuFreq]] = {
+    Frequency.MINUTELY: du.MINUTELY,
+    Frequency.HOURLY: du.HOURLY,
+    Frequency.DAILY: du.DAILY,
+    Frequency.WEEKLY: du.WEEKLY,
+    Frequency.MONTHLY: du.MONTHLY,
+    Frequency.YEARLY: du.YEARLY,
+}
+# Length of one period; months and years use their longest length, which is
+# only used to size search blocks, never for arithmetic on the grid.
+_UNIT: Final[dict[Frequency, timedelta]] = {
+    Frequency.MINUTELY: timedelta(minutes=1),
+    Frequency.HOURLY: timedelta(hours=1),
+    Frequency.DAILY: timedelta(days=1),
+    Frequency.WEEKLY: timedelta(weeks=1),
+    Frequency.MONTHLY: timedelta(days=31),
+    Frequency.YEARLY: timedelta(days=366),
+}
+_FIXED_LENGTH: Final = frozenset(
+    {Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY, Frequency.WEEKLY}
+)
+_MAX_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+_SKIPPABLE: Final = frozenset({Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY})
+_SKIP_SEARCH_STEPS: Final = 400  # enough to find a February 29th
+_MINUTES_PER_WEEK: Final = 7 * 24 * 60
+_HOURS_PER_WEEK: Final = 7 * 24
+
+
+# --------------------------------------------------------------------------
+# Compilation and validation
+# --------------------------------------------------------------------------
+
+
+def _to_utc(value: datetime, name: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise InvalidDispatchError(f"{name} must be timezone-aware, got {value!r}")
+    return value.astimezone(UTC)
+
+
+def _sorted_unique(values: Iterable[int]) -> tuple[int, ...] | None:
+    return tuple(sorted(set(values))) or None
+
+
+def _check_range(name: str, values: Iterable[int], low: int, high: int) -> None:
+    bad = [v for v in values if not low <= v <= high]
+    if bad:
+        raise InvalidDispatchError(f"{name} must be within {low}..{high}, got {bad}")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RuleSpec:
+    """A validated recurrence with every by-field dateutil would default explicit.
+
+    dateutil fills missing by-fields from ``dtstart`` (the second, minute and
+    hour for coarser frequencies; the weekday, month day and month for
+    WEEKLY/MONTHLY/YEARLY). Spelling them out lets us start an equivalent rule
+    at any later period start without changing its occurrences.
+    """
+
+    freq: Frequency
+    interval: int
+    dtstart: datetime
+    count: int | None
+    until: datetime | None
+    has_by_fields: bool
+    bymonth: tuple[int, ...] | None
+    bymonthday: tuple[int, ...] | None
+    byweekday: tuple[int, ...] | None  # 0 = Monday, as in dateutil
+    byhour: tuple[int, ...] | None
+    byminute: tuple[int, ...] | None
+    bysecond: tuple[int, ...]
+
+    @classmethod
+    def compile(cls, start: datetime, rule: RecurrenceRule) -> "_RuleSpec | None":
+        """Validate ``rule``; None for a one-shot (frequency UNSPECIFIED)."""
+        try:
+            freq = Frequency(rule.frequency)
+        except ValueError as err:
+            raise InvalidDispatchError(f"unknown frequency {rule.frequency!r}") from err
+        if rule.interval < 0:
+            raise InvalidDispatchError(f"interval must be >= 0, got {rule.interval}")
+        _check_range("byminutes", rule.byminutes, 0, 59)
+        _check_range("byhours", rule.byhours, 0, 23)
+        _check_range("bymonths", rule.bymonths, 1, 12)
+        bad_days = [v for v in rule.bymonthdays if not 1 <= abs(v) <= 31]
+        if bad_days:
+            raise InvalidDispatchError(
+                f"bymonthdays must be within 1..31 or -31..-1, got {bad_days}"
+            )
+        weekdays: list[int] = []
+        for day in rule.byweekdays:
+            try:
+                weekday = Weekday(day)
+            except ValueError as err:
+                raise InvalidDispatchError(f"unknown weekday {day!r}") from err
+            if weekday == Weekday.UNSPECIFIED:
+                raise InvalidDispatchError("byweekdays contains UNSPECIFIED")
+            weekdays.append(weekday.value - Weekday.MONDAY.value)
+        count = until = None
+        if rule.end_criteria is not None:
+            count, until = rule.end_criteria.count, rule.end_criteria.until
+        if count is not None and count < 0:
+            raise InvalidDispatchError(f"count must not be negative, got {count}")
+        if until is not None:
+            until = _to_utc(until, "until")
+
+        if freq == Frequency.UNSPECIFIED:
+            return None
+        if rule.interval == 0:
+            raise InvalidDispatchError(
+                f"interval must be at least 1 for frequency {freq.name}"
+            )
+
+        # Mirror dateutil's defaulting (rrule.__init__) exactly.
+        bymonth = _sorted_unique(rule.bymonths)
+        bymonthday = _sorted_unique(rule.bymonthdays)
+        byweekday = _sorted_unique(weekdays)
+        if bymonthday is None and byweekday is None:
+            if freq == Frequency.YEARLY:
+                bymonth = bymonth or (start.month,)
+                bymonthday = (start.day,)
+            elif freq == Frequency.MONTHLY:
+                bymonthday = (start.day,)
+            elif freq == Frequency.WEEKLY:
+                byweekday = (start.weekday(),)
+        coarser_than_hourly = _DU_FREQ[freq] < du.HOURLY
+        coarser_than_minutely = _DU_FREQ[freq] < du.MINUTELY
+        spec = cls(
+            freq=freq,
+            interval=rule.interval,
+            dtstart=start,
+            count=count,
+            until=until,
+            has_by_fields=bool(
+                rule.byminutes
+                or rule.byhours
+                or rule.byweekdays
+                or rule.bymonthdays
+                or rule.bymonths
+            ),
+            bymonth=bymonth,
+            bymonthday=bymonthday,
+            byweekday=byweekday,
+            byhour=_sorted_unique(rule.byhours)
+            or ((start.hour,) if coarser_than_hourly else None),
+            byminute=_sorted_unique(rule.byminutes)
+            or ((start.minute,) if coarser_than_minutely else None),
+            bysecond=(start.second,),
+        )
+        spec._check_satisfiable()
+        return spec
+
+    @property
+    def first(self) -> datetime:
+        """The earliest possible occurrence: dateutil drops microseconds."""
+        return self.dtstart.replace(microsecond=0)
+
+    def build(
+        self, dtstart: datetime, *, count: int | None, until: datetime | None
+    ) -> du.rrule:
+        """Build the dateutil rule starting at ``dtstart``.
+
+        Raises:
+            InvalidDispatchError: If dateutil rejects the rule.
+
+        """
+        try:
+            return du.rrule(
+                freq=_DU_FREQ[self.freq],
+                dtstart=dtstart,
+                interval=self.interval,
+                # The client leaves wkst to calendar.firstweekday(), which is
+                # Monday unless a process changes it globally; pin it.
+                wkst=du.MO,
+                count=count,
+                until=until,
+                bymonth=self.bymonth,
+                bymonthday=self.bymonthday,
+                byweekday=self.byweekday,
+                byhour=self.byhour,
+                byminute=self.byminute,
+                bysecond=self.bysecond,
+            )
+        except ValueError as err:
+            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
+
+    def fixed_step(self) -> timedelta | None:
+        """The constant gap between occurrences, if the rule is a progression.
+
+        Without by-fields, MINUTELY/HOURLY/DAILY/WEEKLY rules yield
+        ``first + k * interval * unit`` (UTC has no DST), so they need no
+        dateutil at all.
+        """
+        if self.freq in _FIXED_LENGTH and not self.has_by_fields:
+            return self.interval * _UNIT[self.freq]
+        return None
+
+    def progression_count(self, step: timedelta) -> int | None:
+        """How many occurrences a progression has (None = unbounded)."""
+        count = self.count
+        if self.until is not None:
+            by_until = (
+                0 if self.until < self.first else (self.until - self.first) // step + 1
+            )
+            count = by_until if count is None else min(count, by_until)
+        return count
+
+    def _check_satisfiable(self) -> None:
+        """Reject rules that can never produce an occurrence.
+
+        dateutil rejects some such rules itself but iterates others until the
+        year 9999 (seconds of CPU, on every query). Cheap analytic checks catch
+        the common cases (February 30th, months or weekdays the interval
+        never reaches); a probe for the first occurrence catches the rest.
+        """
+        months = set(self.bymonth or range(1, 13))
+        if self.freq == Frequency.MONTHLY:
+            first_month = self.dtstart.month - 1
+            months &= {(first_month + i * self.interval) % 12 + 1 for i in range(12)}
+        if not any(
+            self.bymonthday is None
+            or any(abs(day) <= _MAX_MONTH_DAYS[month - 1] for day in self.bymonthday)
+            for month in months
+        ):
+            raise InvalidDispatchError(
+                "recurrence rule never occurs: no selected month has the selected days"
+            )
+        if self.byweekday is not None and not self._weekdays_reachable():
+            raise InvalidDispatchError(
+                "recurrence rule never occurs: the interval never reaches the "
+                "selected weekdays, hours and minutes"
+            )
+        try:
+            pattern = self.build(self.dtstart, count=None, until=None)
+            first = next(iter(pattern), None)
+        except ValueError as err:  # dateutil raises some errors lazily
+            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
+        if first is None:
+            raise InvalidDispatchError("recurrence rule never occurs")
+
+    def _weekdays_reachable(self) -> bool:
+        """Tell whether the grid of a sub-weekly rule meets its weekday filter.
+
+        The grid of a DAILY/HOURLY/MINUTELY rule, taken modulo one week, is a
+        residue class modulo gcd(step, week); some allowed (weekday, hour,
+        minute) must fall into it.
+        """
+        assert self.byweekday is not None
+        start = self.dtstart
+        if self.freq == Frequency.DAILY:
+            modulus = math.gcd(self.interval, 7)
+            return any((day - start.weekday()) % modulus == 0 for day in self.byweekday)
+        if self.freq == Frequency.HOURLY:
+            modulus = math.gcd(self.interval, _HOURS_PER_WEEK)
+            origin = start.weekday() * 24 + start.hour
+            return any(
+                (day * 24 + hour - origin) % modulus == 0
+                for day in self.byweekday
+                for hour in self.byhour or range(24)
+            )
+        if self.freq == Frequency.MINUTELY:
+            modulus = math.gcd(self.interval, _MINUTES_PER_WEEK)
+            origin = (start.weekday() * 24 + start.hour) * 60 + start.minute
+            return any(
+                ((day * 24 + hour) * 60 + minute - origin) % modulus == 0
+                for day in self.byweekday
+                for hour in self.byhour or range(24)
+                for minute in self.byminute or range(60)
+            )
+        return True  # WEEKLY and coarser enumerate whole weeks
+
+
+# --------------------------------------------------------------------------
+# Occurrence sources: ascending occurrences of a rule from any instant
+# --------------------------------------------------------------------------
+
+
+class _OccurrenceSource(ABC):
+    """Ascending occurrences of a recurrence rule, from any instant on."""
+
+    def __init__(self, spec: _RuleSpec) -> None:
+        self.floor = spec.first  # no occurrence lies before this
+
+    @abstractmethod
+    def iter_from(self, instant: datetime) -> Iterator[datetime]:
+        """Yield every occurrence >= ``instant``, ascending."""
+
+    def between(self, low: datetime, high: datetime) -> list[datetime]:
+        """List the occurrences in ``[low, high)``, ascending."""
+        return list(itertools.takewhile(lambda o: o < high, self.iter_from(low)))
+
+
+class _JumpingSource(_OccurrenceSource):
+    """Occurrences of a rule without ``count``, in time independent of age.
+
+    dateutil always iterates from ``dtstart``. An equivalent rule is built
+    whose ``dtstart`` is the start of the recurrence period containing the
+    instant asked about: a whole number of ``interval`` periods after the
+    original period, so the period grid is unchanged, and with every defaulted
+    by-field explicit, so the periods produce the same occurrences. ``until``
+    keeps its meaning; without ``count`` no occurrence depends on earlier ones.
+    """
+
+    def __init__(self, spec: _RuleSpec) -> None:
+        super().__init__(spec)
+        self._spec = spec
+        start = spec.dtstart
+        # Start of the period containing dtstart; dateutil's weeks start on
+        # Monday (wkst), months and years on their first day.
+        midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+        self._origin = {
+            Frequency.MINUTELY: start.replace(second=0, microsecond=0),
+            Frequency.HOURLY: start.replace(minute=0, second=0, microsecond=0),
+            Frequency.DAILY: midnight,
+            Frequency.WEEKLY: midnight - timedelta(days=start.weekday()),
+        }.get(spec.freq, midnight)
+        self._rules: OrderedDict[datetime, du.rrule] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def iter_from(self, instant: datetime) -> Iterator[datetime]:
+        """Yield every occurrence >= ``instant``, ascending."""
+        until = self._spec.until
+        if until is not None and instant > until:
+            return
+        dtstart = self._jump_start(self._skip_excluded(instant))
+        if dtstart is None:
+            return
+        for occurrence in self._rule(dtstart):
+            if occurrence >= instant:
+                yield occurrence
+
+    def _rule(self, dtstart: datetime) -> du.rrule:
+        with self._lock:
+            rule = self._rules.get(dtstart)
+            if rule is not None:
+                self._rules.move_to_end(dtstart)
+                return rule
+        rule = self._spec.build(dtstart, count=None, until=self._spec.until)
+        with self._lock:
+            self._rules[dtstart] = rule
+            if len(self._rules) > _RULE_CACHE_SIZE:
+                self._rules.popitem(last=False)
+        return rule
+
+    def _skip_excluded(self, instant: datetime) -> datetime:
+        """Move ``instant`` past the days (and hours) the by-fields exclude.
+
+        For MINUTELY, HOURLY and DAILY rules dateutil steps through excluded
+        periods one at a time (minute by minute through excluded hours), e.g.
+        for months until the next allowed month. Nothing can occur there, so
+        the jump may land after them. The search is bounded; whatever it
+        skipped so far is excluded, so stopping early is still exact.
+        """
+        spec = self._spec
+        if spec.freq not in _SKIPPABLE:
+            return instant
+        hours = spec.byhour if spec.freq != Frequency.DAILY else None
+        if (
+            hours is None
+            and spec.bymonth is None
+            and spec.bymonthday is None
+            and spec.byweekday is None
+        ):
+            return instant
+        current = instant.astimezone(UTC)
+        for _ in range(_SKIP_SEARCH_STEPS):
+            if spec.bymonth is not None and current.month not in spec.bymonth:
+                later = [m for m in spec.bymonth if m > current.month]
+                year = current.year if later else current.year + 1
+                if year > MAXYEAR:
+                    return current
+                month = later[0] if later else spec.bymonth[0]
+                current = datetime(year, month, 1, tzinfo=UTC)
+                continue
+            if self._day_allowed(current):
+                later_hours = [h for h in hours or (current.hour,) if h >= current.hour]
+                if later_hours:
+                    if later_hours[0] > current.hour:
+                        current = current.replace(
+                            hour=later_hours[0], minute=0, second=0, microsecond=0
+                        )
+                    return current
+            try:
+                current = current.replace(
+                    hour=0, minute=0, second=0, microsecond=0
+                ) + timedelta(days=1)
+            except OverflowError:
+                return current
+        return current
+
+    def _day_allowed(self, instant: datetime) -> bool:
+        """Tell whether the day of ``instant`` passes the day-level by-fields."""
+        spec = self._spec
+        if spec.byweekday is not None and instant.weekday() not in spec.byweekday:
+            return False
+        if spec.bymonthday is not None:
+            length = calendar.monthrange(instant.year, instant.month)[1]
+            # dateutil matches negative days counted from the month's end.
+            if (
+                instant.day not in spec.bymonthday
+                and instant.day - length - 1 not in spec.bymonthday
+            ):
+                return False
+        return True
+
+    def _jump_start(self, instant: datetime) -> datetime | None:
+        """The ``dtstart`` of a rule producing every occurrence >= ``instant``.
+
+        It is the start of the earliest period (of the original grid) that
+        ends after ``instant``, but never earlier than the original
+        ``dtstart``: if that period is the first one, the original is used.
+        None if that period is beyond what datetime can represent.
+        """
+        spec = self._spec
+        try:
+            if spec.freq in _FIXED_LENGTH:
+                step = spec.interval * _UNIT[spec.freq]
+                index = (instant - self._origin) // step
+                if instant >= self._origin + index * step + _UNIT[spec.freq]:
+                    index += 1  # instant lies after period `index`, in a gap
+                if index <= 0:
+                    return spec.dtstart
+                period = self._origin + index * step
+                if spec.freq == Frequency.WEEKLY and period < instant:
+                    # dateutil enumerates a week from dtstart's day on and
+                    # then steps from the week's Monday, so starting on the
+                    # instant's day skips up to six days of candidates.
+                    period = instant.astimezone(UTC).replace(
+                        hour=0, minute=0, second=0, microsecond=0
+                    )
+                return period
+            instant = instant.astimezone(UTC)
+            if spec.freq == Frequency.MONTHLY:
+                origin = spec.dtstart.year * 12 + spec.dtstart.month - 1
+                target = instant.year * 12 + instant.month - 1
+                index = -((origin - target) // spec.interval)  # ceil division
+                if index <= 0:
+                    return spec.dtstart
+                month = origin + index * spec.interval
+                if month // 12 > MAXYEAR:
+                    return None
+                return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
+            # YEARLY
+            index = -((spec.dtstart.year - instant.year) // spec.interval)
+            if index <= 0:
+                return spec.dtstart
+            year = spec.dtstart.year + index * spec.interval
+            if year > MAXYEAR:
+                return None
+            return datetime(year, 1, 1, tzinfo=UTC)
+        except OverflowError:
+            return None
+
+
+class _CountedSource(_OccurrenceSource):
+    """Occurrences of a rule with ``count``, in O(1) memory.
+
+    Whether an occurrence is within the count depends on all earlier ones.
+    Without ``count`` the rule yields the same occurrences up to the
+    count-th, so those come from a jumping source, and the original rule is
+    walked from ``dtstart`` only to confirm that an occurrence is not past the
+    count-th. The walk is remembered (one position), so it costs at most
+    ``count`` steps over the schedule's lifetime, and only as far as the
+    instants asked about.
+    """
+
+    def __init__(self, spec: _RuleSpec) -> None:
+        super().__init__(spec)
+        self._pattern = _JumpingSource(spec)  # ignores count, keeps until
+        # dateutil warns when given both count and until (RFC 5545 forbids
+        # it, the client's oneof prevents it); until is in the pattern.
+        self._walker = iter(spec.build(spec.dtstart, count=spec.count, until=None))
+        self._walked: datetime | None = None  # the latest occurrence walked
+        self._exhausted = False  # then `_walked` is the count-th occurrence
+        self._lock = threading.Lock()
+
+    def _within_count(self, occurrence: datetime) -> bool:
+        with self._lock:
+            while not self._exhausted and (
+                self._walked is None or self._walked < occurrence
+            ):
+                walked = next(self._walker, None)
+                if walked is None:
+                    self._exhausted = True
+                else:
+                    self._walked = walked
+            return self._walked is not None and occurrence <= self._walked
+
+    def iter_from(self, instant: datetime) -> Iterator[datetime]:
+        """Yield every occurrence >= ``instant``, ascending."""
+        for occurrence in self._pattern.iter_from(instant):
+            if not self._within_count(occurrence):
+                return
+            yield occurrence

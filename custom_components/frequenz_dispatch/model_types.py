@@ -1,0 +1,46 @@
+"""Value types shared by the scheduling model's modules.
+
+Public names are re-exported by :mod:`.model`; import them from there.
+"""
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Final
+
+MERGE_CAP: Final = 1000
+"""Most occurrences merged into one run in either direction per evaluation.
+
+Chains of touching windows can be unbounded (every minute, two minutes long,
+forever); past this many occurrences a run's edge is reported provisionally.
+"""
+
+
+class InvalidDispatchError(ValueError):
+    """The dispatch cannot be scheduled: its timing fields are malformed."""
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One continuous run: overlapping or back-to-back windows merged.
+
+    ``end`` is the earliest instant at which the run may end; re-check there.
+    It is exact unless the run is a chain of more than :data:`MERGE_CAP`
+    touching windows: then it is the end of the chain found so far and
+    ``Schedule.run_at(end)`` reports the continuation. Likewise ``start`` is
+    the earliest start found. ``end is None`` means the run never ends.
+    """
+
+    start: datetime
+    end: datetime | None
+
+    def contains(self, instant: datetime) -> bool:
+        """Tell whether ``instant`` lies in ``[start, end)``.
+
+        Args:
+            instant: An aware datetime.
+
+        Returns:
+            True if the run covers ``instant``.
+
+        """
+        return self.start <= instant and (self.end is None or instant < self.end)
