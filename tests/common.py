@@ -5,13 +5,21 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import freezegun.api as freezegun_api
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
-from pytest_homeassistant_custom_component.common import MockConfigEntry
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
 
 from custom_components.frequenz_dispatch.const import ALL_EVENTS, DOMAIN
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
+from dispatch_sim.server import DispatchSimulator
 
 
 def _real_monotonic() -> float:
@@ -101,3 +109,42 @@ async def setup_entry(
     await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     return entry
+
+
+API_KEY = "test-api-key-0123456789"
+MICROGRID_ID = 42
+
+
+def create_dispatch(server: DispatchSimulator, **fields: Any) -> int:
+    """Create a dispatch on the test microgrid (battery charge on [1, 2])."""
+    fields.setdefault("type", "BATTERY_CHARGE")
+    fields.setdefault("target", [1, 2])
+    return server.create(MICROGRID_ID, **fields)
+
+
+def create_running(server: DispatchSimulator, t0: datetime) -> int:
+    """A dispatch that started a minute before t0 and lasts 30 minutes."""
+    return create_dispatch(
+        server, start_time=t0 - timedelta(minutes=1), duration=timedelta(minutes=30)
+    )
+
+
+async def go_to(
+    hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: datetime
+) -> None:
+    """Move the frozen clock to `when` and fire HA's timers due by then."""
+    freezer.move_to(when)
+    async_fire_time_changed(hass, when)
+    await hass.async_block_till_done()
+
+
+async def setup_and_follow(
+    hass: HomeAssistant, entry_data: dict[str, Any], dispatch_server: DispatchSimulator
+) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:
+    """Set up an entry, wait until its stream is open; record its events."""
+    recorder = EventRecorder().attach(hass)
+    entry = await setup_entry(hass, entry_data)
+    assert entry.state is ConfigEntryState.LOADED
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+    return coordinator, recorder

@@ -1,9 +1,12 @@
 """Shared fixtures: a real Dispatch API server on 127.0.0.1 and HA test helpers."""
 
 from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
 from typing import Any
 
+from freezegun.api import FrozenDateTimeFactory
 import grpc
+from homeassistant.util import dt as dt_util
 import pytest
 
 # Import our package before HA's test harness looks for custom integrations so
@@ -12,8 +15,7 @@ import pytest
 from custom_components.frequenz_dispatch.const import DOMAIN
 from dispatch_sim.server import DispatchSimulator
 
-API_KEY = "test-api-key-0123456789"
-MICROGRID_ID = 42
+from .common import API_KEY, MICROGRID_ID
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -35,6 +37,18 @@ async def dispatch_server() -> AsyncIterator[DispatchSimulator]:
         yield server
     finally:
         await server.stop()
+
+
+@pytest.fixture
+def t0(freezer: FrozenDateTimeFactory) -> datetime:
+    """A round instant just after real now; the clock is frozen there.
+
+    Never freeze in the past: gRPC deadlines are computed from the frozen clock.
+    """
+    now = dt_util.utcnow()
+    start = now.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    freezer.move_to(start)
+    return start
 
 
 @pytest.fixture

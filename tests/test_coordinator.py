@@ -13,58 +13,20 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
-from .common import EventRecorder, settle, setup_entry, wait_for
-from .conftest import API_KEY, MICROGRID_ID
-
-
-def _start_of_next_minute() -> datetime:
-    now = dt_util.utcnow()
-    return now.replace(second=0, microsecond=0) + timedelta(minutes=1)
-
-
-@pytest.fixture
-def t0(freezer: FrozenDateTimeFactory) -> datetime:
-    """A round instant just after real now; the clock is frozen there."""
-    start = _start_of_next_minute()
-    freezer.move_to(start)
-    return start
-
-
-def _create(server: DispatchSimulator, **fields: Any) -> int:
-    fields.setdefault("type", "BATTERY_CHARGE")
-    fields.setdefault("target", [1, 2])
-    return server.create(MICROGRID_ID, **fields)
-
-
-def _create_running(server: DispatchSimulator, t0: datetime) -> int:
-    """A dispatch that started a minute before t0 and lasts 30 minutes."""
-    return _create(
-        server, start_time=t0 - timedelta(minutes=1), duration=timedelta(minutes=30)
-    )
-
-
-async def _go_to(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: datetime
-) -> None:
-    freezer.move_to(when)
-    async_fire_time_changed(hass, when)
-    await hass.async_block_till_done()
-
-
-async def _setup(
-    hass: HomeAssistant, entry_data: dict[str, Any], dispatch_server: DispatchSimulator
-) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:
-    recorder = EventRecorder().attach(hass)
-    entry = await setup_entry(hass, entry_data)
-    assert entry.state is ConfigEntryState.LOADED
-    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
-    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
-    return coordinator, recorder
+from .common import (
+    API_KEY,
+    MICROGRID_ID,
+    create_dispatch as _create,
+    create_running as _create_running,
+    go_to as _go_to,
+    settle,
+    setup_and_follow as _setup,
+    setup_entry,
+    wait_for,
+)
 
 
 async def test_initial_fetch_across_pages(
@@ -398,6 +360,9 @@ async def test_reconcile_after_restart(
     }
     assert set(coordinator.data) == {kept, changed, added}
     assert caplog.text.count("unreachable") == 1
+    # "Back" is logged once the new stream has proven healthy.
+    assert caplog.text.count("is back") == 0
+    await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=31))
     assert caplog.text.count("is back") == 1
 
 
@@ -414,7 +379,7 @@ async def test_clean_stream_end_relists_without_noise(
         duration=timedelta(minutes=5),
     )
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    freezer.tick(5)  # longer than a "quick" end: reopen without delay
+    freezer.tick(60)  # a healthy, long-lived stream: reopen without delay
     lists, streams = dispatch_server.list_calls, dispatch_server.stream_calls
     await dispatch_server.end_streams()
     await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")

@@ -6,12 +6,9 @@ from datetime import datetime, timedelta
 import json
 from typing import Any
 
-from freezegun.api import FrozenDateTimeFactory
 from frequenz.api.dispatch.v1 import dispatch_pb2
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
-from homeassistant.util import dt as dt_util
-import pytest
 from pytest_homeassistant_custom_component.components.diagnostics import (
     get_diagnostics_for_config_entry,
 )
@@ -24,14 +21,6 @@ from .conftest import API_KEY, MICROGRID_ID
 
 SIGN_SECRET = "sign-secret-abcdef987654"
 REDACTED = "**REDACTED**"
-
-
-@pytest.fixture
-def t0(freezer: FrozenDateTimeFactory) -> datetime:
-    """A round instant just after real now; the clock is frozen there."""
-    start = dt_util.utcnow().replace(second=0, microsecond=0) + timedelta(minutes=1)
-    freezer.move_to(start)
-    return start
 
 
 async def test_diagnostics_redacts_secrets_and_lists_dispatches(

@@ -32,24 +32,16 @@ from pytest_homeassistant_custom_component.common import (
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
-from .common import EventRecorder, settle, setup_entry, wait_for
+from .common import (
+    EventRecorder,
+    create_dispatch as _create,
+    settle,
+    setup_entry,
+    wait_for,
+)
 from .conftest import DOMAIN, MICROGRID_ID
 
 MINUTE = timedelta(minutes=1)
-
-
-@pytest.fixture
-def t0(freezer: FrozenDateTimeFactory) -> datetime:
-    """A round instant just after real now; the clock is frozen there."""
-    start = dt_util.utcnow().replace(second=0, microsecond=0) + MINUTE
-    freezer.move_to(start)
-    return start
-
-
-def _create(server: DispatchSimulator, **fields: Any) -> int:
-    fields.setdefault("type", "BATTERY_CHARGE")
-    fields.setdefault("target", [1, 2])
-    return server.create(MICROGRID_ID, **fields)
 
 
 async def _go_to(

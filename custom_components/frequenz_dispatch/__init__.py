@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryError
+from homeassistant.helpers.start import async_at_started
 
 from .api import DispatchApi, DispatchInvalidUrlError
 from .const import (
@@ -14,7 +15,7 @@ from .const import (
     DOMAIN,
     PLATFORMS,
 )
-from .coordinator import FrequenzDispatchCoordinator
+from .coordinator import CARRIED_RUNS, FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 
 
@@ -39,6 +40,8 @@ async def async_setup_entry(
     await coordinator.async_config_entry_first_refresh()
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # Runs already under way are reported once automations can see them.
+    entry.async_on_unload(async_at_started(hass, coordinator.async_release_events))
     coordinator.async_start_stream()
     entry.async_on_unload(entry.add_update_listener(_async_options_updated))
     return True
@@ -59,5 +62,13 @@ async def _async_options_updated(
 async def async_unload_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> bool:
-    """Unload the platforms; the coordinator shuts down with the entry."""
+    """Stop the stream and timers first, then unload the platforms."""
+    await entry.runtime_data.async_stop()
     return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> None:
+    """Forget the runs kept for a reload of a removed entry."""
+    hass.data.get(CARRIED_RUNS, {}).pop(entry.entry_id, None)

@@ -16,6 +16,7 @@ from frequenz.client.dispatch import DispatchApiClient
 from frequenz.client.dispatch.types import Dispatch, Event
 import grpc
 
+from .event_data import dispatch_data
 from .model import InvalidDispatchError, Schedule
 
 _AUTH_CODES = frozenset(
@@ -80,7 +81,9 @@ def parse_dispatch(message: Any) -> ParsedDispatch:
         if not message.data.HasField("start_time"):
             raise InvalidDispatchError("start_time is missing")
         dispatch = Dispatch.from_protobuf(message)
-        return ValidDispatch(dispatch, Schedule(dispatch))
+        schedule = Schedule(dispatch)
+        dispatch_data(dispatch)  # what cannot be shown in events is malformed too
+        return ValidDispatch(dispatch, schedule)
     except Exception as err:  # any bad content skips just this dispatch
         return MalformedDispatch(dispatch_id, str(err) or type(err).__name__)
 
@@ -148,6 +151,8 @@ class DispatchApi:
                 token = response.pagination_info.next_page_token
                 if not token:
                     return result
+                if token == request.pagination_params.page_token:
+                    raise DispatchConnectionError("the server repeated a page token")
                 request.pagination_params.Clear()
                 request.pagination_params.page_token = token
         except grpc.aio.AioRpcError as err:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from datetime import datetime
 from typing import TYPE_CHECKING
 
 from frequenz.client.dispatch.types import Event
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
+from homeassistant.util.hass_dict import HassKey
 
 from .api import (
     DispatchApi,
@@ -31,9 +34,9 @@ from .const import (
     EVENT_UPDATED,
     LOGGER,
 )
-from .event_data import event_data
 from .model import Run
-from .scheduler import DispatchScheduler
+from .reporter import EventReporter
+from .scheduler import DispatchScheduler, RunningState
 
 if TYPE_CHECKING:
     from .data import FrequenzDispatchConfigEntry
@@ -41,8 +44,15 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 """Seconds to wait before reconnecting, by consecutive failure."""
 
-QUICK_END_SECONDS = 1.0
-"""A clean stream end sooner than this counts as a failure (avoids a hot loop)."""
+HEALTHY_SECONDS = 30.0
+"""A stream open this long (or that delivered a change) resets the back-off.
+
+A shorter one counts as a failure even when it ended cleanly, so a server or
+proxy that keeps closing streams cannot cause a hot reconnect loop.
+"""
+
+CARRIED_RUNS: HassKey[dict[str, RunningState]] = HassKey(f"{DOMAIN}_carried_runs")
+"""Runs reported as started, kept across reloads of an entry."""
 
 type Dispatches = dict[int, ValidDispatch]
 
@@ -84,11 +94,16 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         self._malformed: dict[int, str] = {}
         self._loaded = False
         self._first_stream: DispatchStream | None = None
+        self._stream_task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self._outage = False
+        self.reporter = EventReporter(hass, config_entry.entry_id, self.microgrid_id)
         self.scheduler = DispatchScheduler(
             hass,
             on_started=self._report_started,
             on_stopped=self._report_stopped,
             on_transition=self.async_update_listeners,
+            carried=hass.data.get(CARRIED_RUNS, {}).pop(config_entry.entry_id, None),
         )
 
     # -- first fetch ------------------------------------------------------
@@ -117,6 +132,7 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         self._loaded = True
         self.connected = True
         self._reconcile(parsed, initial=True)
+        self.scheduler.stop_carried()
         return dict(self._items)
 
     # -- stream -------------------------------------------------------------
@@ -124,8 +140,31 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
     @callback
     def async_start_stream(self) -> None:
         """Follow the stream in a task that ends with the config entry."""
-        self.config_entry.async_create_background_task(
+        self._stream_task = self.config_entry.async_create_background_task(
             self.hass, self._follow_stream(), f"{DOMAIN} stream {self.microgrid_id}"
+        )
+
+    @callback
+    def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
+        """Fire the events held since setup (call once HA has started)."""
+        self.reporter.release()
+
+    async def async_stop(self) -> None:
+        """Stop following the stream and every timer, keeping running runs.
+
+        Called before the platforms unload, so no change can reach entities
+        that are going away. The runs that are still going on are kept for a
+        reload of the same entry, which then does not start them again.
+        """
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._stream_task is not None:
+            self._stream_task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._stream_task
+        self.hass.data.setdefault(CARRIED_RUNS, {})[self.config_entry.entry_id] = (
+            self.scheduler.shutdown()
         )
 
     async def _follow_stream(self) -> None:
@@ -135,17 +174,28 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         while True:
             opened_at = loop.time()
             updates, self._first_stream = self._first_stream, None
-            if updates is None:
-                updates = self.api.open_stream()
+            received = False
+            failed = True
+            healthy_timer: CALLBACK_TYPE | None = None
             try:
+                if updates is None:
+                    updates = self.api.open_stream()
                 if relist:
                     parsed = await self.api.list_all()
                     self._set_connected(True)
-                    failures = 0
                     self._reconcile(parsed, initial=False)
+                # A stream that stays open this long counts as healthy even
+                # when no change arrives.
+                healthy_timer = async_call_later(
+                    self.hass, HEALTHY_SECONDS, self._stream_healthy
+                )
                 async for update in updates:
+                    received = True
                     self._set_connected(True)
+                    self._stream_healthy()
                     self._apply(update)
+                failed = False
+                LOGGER.debug("The server ended the dispatch stream; reopening")
             except DispatchAuthError:
                 LOGGER.warning(
                     "The Dispatch API rejected the API key; please re-authenticate"
@@ -155,38 +205,50 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
                 return
             except DispatchApiError as err:
                 self._set_connected(False, err)
-                failures += 1
             except Exception as err:
-                # Never let the stream task die: log it and reconnect later.
+                # Never let the task die: log it and start over after a delay.
                 LOGGER.exception("Unexpected error while following the stream")
                 self._set_connected(False, err)
-                failures += 1
-            else:
-                # The server ended the stream (clean close or its deadline).
-                quick = loop.time() - opened_at < QUICK_END_SECONDS
-                failures = failures + 1 if quick else 0
-                LOGGER.debug("Dispatch stream ended; reopening")
             finally:
-                updates.cancel()
+                if updates is not None:
+                    updates.cancel()
+                if healthy_timer is not None:
+                    healthy_timer()
+            healthy = received or loop.time() - opened_at >= HEALTHY_SECONDS
+            if healthy:
+                failures = 0
+            if failed or not healthy:
+                failures += 1
             relist = True
             if failures:
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
 
     @callback
     def _set_connected(self, connected: bool, error: Exception | None = None) -> None:
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if connected:
-            LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
-        else:
+        """Track the connection; log an outage once, when it begins."""
+        if not connected and not self._outage:
+            self._outage = True
             LOGGER.info(
                 "Dispatch API for microgrid %s is unreachable (%s); "
                 "known dispatches stay scheduled",
                 self.microgrid_id,
                 error,
             )
-        self.async_update_listeners()
+        if connected == self.connected:
+            return
+        self.connected = connected
+        try:
+            self.async_update_listeners()
+        except Exception:
+            # An entity's bug must not stop the stream task.
+            LOGGER.exception("Error while updating entities")
+
+    @callback
+    def _stream_healthy(self, _now: datetime | None = None) -> None:
+        """The stream works again: the outage (if any) is over; log it once."""
+        if self._outage:
+            self._outage = False
+            LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
 
     # -- reconciliation -----------------------------------------------------
 
@@ -197,14 +259,18 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         for item in parsed:
             self._accept(item, announce=not initial)
         for dispatch_id in [i for i in self._items if i not in listed]:
-            self._delete(dispatch_id)
+            # Not a tombstone: only the stream says for sure that an id is
+            # gone, and a listing may lag behind.
+            self._delete(dispatch_id, tombstone=False)
+        for dispatch_id in [i for i in self._malformed if i not in listed]:
+            del self._malformed[dispatch_id]
         self.async_set_updated_data(dict(self._items))
 
     @callback
     def _apply(self, update: StreamUpdate) -> None:
         """Apply one stream message."""
         if update.event is Event.DELETED:
-            self._delete(update.item.id)
+            self._delete(update.item.id, tombstone=True)
         elif update.event in (Event.CREATED, Event.UPDATED):
             self._accept(update.item, announce=True)
         self.async_set_updated_data(dict(self._items))
@@ -225,8 +291,11 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         ):
             return  # stale, or the version we hold
         self._items[item.id] = item
-        if announce or old is not None:
-            self._fire(EVENT_CREATED if old is None else EVENT_UPDATED, item)
+        if old is None and announce:
+            self.reporter.fire(EVENT_CREATED, item)
+        elif old is not None:
+            run = item.schedule.run_at(dt_util.utcnow())
+            self.reporter.fire(EVENT_UPDATED, item, run)
         self.scheduler.track(item)
 
     @callback
@@ -240,41 +309,27 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             self.scheduler.untrack(item.id)
 
     @callback
-    def _delete(self, dispatch_id: int) -> None:
-        self._deleted.add(dispatch_id)
+    def _delete(self, dispatch_id: int, *, tombstone: bool) -> None:
+        if tombstone:
+            self._deleted.add(dispatch_id)
         self._malformed.pop(dispatch_id, None)
         item = self._items.pop(dispatch_id, None)
         if item is None:
             return
         self.scheduler.untrack(dispatch_id)
-        self._fire(EVENT_DELETED, item)
+        self.reporter.fire(EVENT_DELETED, item)
 
     # -- reporting ----------------------------------------------------------
 
     @callback
-    def _fire(
-        self, event_type: str, item: ValidDispatch, run: Run | None = None
-    ) -> None:
-        self.hass.bus.async_fire(
-            event_type,
-            event_data(
-                self.config_entry.entry_id,
-                self.microgrid_id,
-                item.dispatch,
-                run,
-                with_window=event_type in (EVENT_STARTED, EVENT_STOPPED),
-            ),
-        )
-
-    @callback
     def _report_started(self, item: ValidDispatch, run: Run) -> None:
         LOGGER.debug("Dispatch %s started (%s)", item.id, run)
-        self._fire(EVENT_STARTED, item, run)
+        self.reporter.fire(EVENT_STARTED, item, run)
 
     @callback
     def _report_stopped(self, item: ValidDispatch, run: Run) -> None:
         LOGGER.debug("Dispatch %s stopped (%s)", item.id, run)
-        self._fire(EVENT_STOPPED, item, run)
+        self.reporter.fire(EVENT_STOPPED, item, run)
 
     def next_start(self, dispatch_id: int | None = None) -> datetime | None:
         """Next run start of one dispatch, or of any dispatch when id is None."""
@@ -293,8 +348,8 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         return dict(self._malformed)
 
     async def async_shutdown(self) -> None:
-        """Cancel every timer, then close the connection."""
-        self.scheduler.shutdown()
+        """Stop everything (if `async_stop` has not yet), close the connection."""
+        await self.async_stop()
         if self._first_stream is not None:
             self._first_stream.cancel()
         await super().async_shutdown()

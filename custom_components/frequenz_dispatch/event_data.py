@@ -16,7 +16,9 @@ def _iso(value: datetime | None) -> str | None:
 
 def _category_name(category: TargetCategory) -> str:
     """`BATTERY`, or `BATTERY:LI_ION` when a component type is given too."""
-    base = category.category.name
+    # `category2` is the current enum; `category` maps numbers onto the
+    # deprecated one, which names several categories wrongly.
+    base = category.category2.name
     kind = category.type
     return base if kind is None else f"{base}:{kind.name}"
 

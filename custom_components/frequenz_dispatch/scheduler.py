@@ -13,6 +13,8 @@ from .api import ValidDispatch
 from .model import Run
 
 type RunCallback = Callable[[ValidDispatch, Run], None]
+type RunningState = dict[int, tuple[ValidDispatch, Run]]
+"""Reported runs that have not stopped yet, by dispatch id."""
 
 
 @dataclass(slots=True)
@@ -42,13 +44,20 @@ class DispatchScheduler:
         on_started: RunCallback,
         on_stopped: RunCallback,
         on_transition: Callable[[], None],
+        carried: RunningState | None = None,
     ) -> None:
-        """Initialize with the callbacks that report transitions."""
+        """Initialize with the callbacks that report transitions.
+
+        `carried` are the runs a previous scheduler of the same entry reported
+        as started (see `shutdown`): after a reload they continue silently
+        instead of starting a second time.
+        """
         self._hass = hass
         self._on_started = on_started
         self._on_stopped = on_stopped
         self._on_transition = on_transition
         self._tracked: dict[int, _Tracked] = {}
+        self._carried: RunningState = dict(carried or {})
 
     def run_of(self, dispatch_id: int) -> Run | None:
         """The current run of a dispatch, None if it is not running."""
@@ -67,13 +76,21 @@ class DispatchScheduler:
     @callback
     def track(self, item: ValidDispatch) -> None:
         """Start following a dispatch, or follow its new version."""
+        now = dt_util.utcnow()
         tracked = self._tracked.get(item.id)
         if tracked is None:
             tracked = self._tracked[item.id] = _Tracked(item)
+            if carried := self._carried.pop(item.id, None):
+                old_item, old_run = carried
+                run = item.schedule.run_at(now)
+                if run is not None and run.start == old_run.start:
+                    tracked.run = old_run  # the same run goes on: no new start
+                else:
+                    self._on_stopped(old_item, old_run)
         else:
             tracked.cancel_timer()
             tracked.item = item
-        self._evaluate(tracked, dt_util.utcnow())
+        self._evaluate(tracked, now)
 
     @callback
     def untrack(self, dispatch_id: int) -> None:
@@ -86,11 +103,23 @@ class DispatchScheduler:
             self._on_stopped(tracked.item, tracked.run)
 
     @callback
-    def shutdown(self) -> None:
-        """Cancel every timer without reporting anything."""
-        for tracked in self._tracked.values():
+    def stop_carried(self) -> None:
+        """Report the end of carried runs whose dispatch no longer exists."""
+        carried, self._carried = self._carried, {}
+        for item, run in carried.values():
+            self._on_stopped(item, run)
+
+    @callback
+    def shutdown(self) -> RunningState:
+        """Cancel every timer silently; return the runs still going on."""
+        running: RunningState = dict(self._carried)
+        for dispatch_id, tracked in self._tracked.items():
             tracked.cancel_timer()
+            if tracked.run is not None:
+                running[dispatch_id] = (tracked.item, tracked.run)
         self._tracked.clear()
+        self._carried.clear()
+        return running
 
     @callback
     def _evaluate(self, tracked: _Tracked, now: datetime) -> None:

@@ -1,0 +1,171 @@
+"""Lifecycle edge cases: HA start, reloads, unusual targets, failing streams."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+import logging
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import EVENT_HOMEASSISTANT_STARTED
+from homeassistant.core import CoreState, Event, HomeAssistant
+from homeassistant.setup import async_setup_component
+import pytest
+
+from dispatch_sim.server import DispatchSimulator
+
+from .common import (
+    MICROGRID_ID,
+    EventRecorder,
+    create_dispatch as _create,
+    create_running as _create_running,
+    go_to as _go_to,
+    settle,
+    setup_and_follow as _setup,
+    setup_entry,
+    wait_for,
+)
+
+LOG = "custom_components.frequenz_dispatch"
+
+
+async def test_automation_sees_started_at_ha_start(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """Runs under way at boot are reported once automations listen."""
+    _create(dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None)
+    runs: list[Event] = []
+    hass.bus.async_listen("test_marker", runs.append)
+    hass.set_state(CoreState.not_running)  # as during bootstrap
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": {
+                "triggers": {
+                    "trigger": "event",
+                    "event_type": "frequenz_dispatch_started",
+                },
+                "actions": {"event": "test_marker"},
+            }
+        },
+    )
+    recorder = EventRecorder().attach(hass)
+    await setup_entry(hass, entry_data)
+    assert recorder.kinds() == []  # held back while HA starts
+    hass.set_state(CoreState.running)
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STARTED)
+    await hass.async_block_till_done()
+    assert recorder.kinds() == ["started"]
+    assert len(runs) == 1
+
+
+async def test_event_entity_sees_startup_started(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    _create(dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None)
+    _coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    state = hass.states.get("event.microgrid_42_dispatch_events")
+    assert state is not None
+    assert recorder.kinds() == ["started"]
+    assert state.attributes.get("event_type") == "started"
+
+
+async def test_reload_does_not_start_a_running_dispatch_again(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger=LOG)
+    _create(dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    assert await hass.config_entries.async_reload(coordinator.config_entry.entry_id)
+    await hass.async_block_till_done()
+    await settle(hass, 0.3)
+    assert "unreachable" not in caplog.text
+    assert recorder.kinds() == ["started"]
+
+
+async def test_reload_reports_runs_that_ended_meanwhile(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    kept = _create_running(dispatch_server, t0)
+    gone = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry = coordinator.config_entry
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    dispatch_server.delete(MICROGRID_ID, gone)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert recorder.kinds(gone) == ["started", "stopped"]
+    assert recorder.kinds(kept) == ["started"]
+    # The kept run still ends exactly once.
+    await _go_to(hass, freezer, t0 + timedelta(minutes=29))
+    assert recorder.kinds(kept) == ["started", "stopped"]
+
+
+async def test_category_names_and_breaker_target(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    breaker = _create(
+        dispatch_server,
+        target=["BREAKER"],
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(hours=1),
+    )
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    assert recorder.kinds(breaker) == ["started"]
+    assert recorder.of("started")[0]["target"] == ["BREAKER"]
+    _create(
+        dispatch_server,
+        target=["CHP", "HVAC"],
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=5),
+    )
+    await wait_for(hass, lambda: bool(recorder.of("created")), "created")
+    assert recorder.of("created")[0]["target"] == ["CHP", "HVAC"]
+    assert coordinator.connected
+
+
+async def test_back_off_grows_while_streams_keep_failing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Listing works but every stream breaks at once: wait 1 s, 2 s, 5 s..."""
+    caplog.set_level(logging.INFO, logger=LOG)
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    now = t0
+    for delay in (1, 2, 5, 10):
+        await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+        streams = dispatch_server.stream_calls
+        await dispatch_server.break_streams()
+        await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+        await _go_to(hass, freezer, now + timedelta(seconds=delay - 0.6))
+        await settle(hass, 0.2)
+        assert dispatch_server.stream_calls == streams, f"reopened before {delay} s"
+        now += timedelta(seconds=delay)
+        await _go_to(hass, freezer, now)
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+    assert caplog.text.count("unreachable") == 1
