@@ -40,7 +40,7 @@ class _Cursor:
     after: _Key | None
 
 
-def _nanos(stamp: Timestamp) -> int:
+def nanos(stamp: Timestamp) -> int:
     """Convert a timestamp to integer nanoseconds since the epoch.
 
     Args:
@@ -70,7 +70,7 @@ def _sort_key(dispatch: dispatch_pb2.Dispatch, field: int) -> _Key:
         stamp = dispatch.metadata.update_time
     else:
         stamp = dispatch.metadata.create_time
-    return (_nanos(stamp), int(dispatch.metadata.dispatch_id))
+    return (nanos(stamp), int(dispatch.metadata.dispatch_id))
 
 
 def _after(key: _Key, cursor: _Key, *, descending: bool) -> bool:

@@ -6,20 +6,9 @@ from frequenz.api.common.v1alpha8.types.interval_pb2 import Interval
 from frequenz.api.dispatch.v1 import dispatch_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from .paging import nanos
+
 _Category = tuple[int, tuple[str, int] | None]
-
-
-def _nanos(stamp: Timestamp) -> int:
-    """Convert a timestamp to integer nanoseconds since the epoch.
-
-    Args:
-        stamp: The timestamp.
-
-    Returns:
-        The nanoseconds.
-
-    """
-    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
 
 
 def _in_interval(stamp: Timestamp | None, interval: Interval) -> bool:
@@ -37,10 +26,10 @@ def _in_interval(stamp: Timestamp | None, interval: Interval) -> bool:
     upper_set = interval.HasField("end_time")
     if stamp is None:
         return not upper_set
-    value = _nanos(stamp)
-    if lower_set and value < _nanos(interval.start_time):
+    value = nanos(stamp)
+    if lower_set and value < nanos(interval.start_time):
         return False
-    return not (upper_set and value >= _nanos(interval.end_time))
+    return not (upper_set and value >= nanos(interval.end_time))
 
 
 def _categories(target: dispatch_pb2.TargetComponents) -> set[_Category] | None:
