@@ -158,7 +158,12 @@ async def test_back_off_grows_while_streams_keep_failing(
     coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
     now = t0
     for delay in (1, 2, 5, 10):
-        await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+        # Connected again means the re-list is done and the stream is read.
+        await wait_for(
+            hass,
+            lambda: dispatch_server.open_streams == 1 and coordinator.connected,
+            "reconnected",
+        )
         streams = dispatch_server.stream_calls
         await dispatch_server.break_streams()
         await wait_for(hass, lambda: not coordinator.connected, "disconnected")
