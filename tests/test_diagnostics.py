@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from frequenz.api.dispatch.v1 import dispatch_pb2
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
 from pytest_homeassistant_custom_component.components.diagnostics import (
@@ -127,3 +128,21 @@ async def test_diagnostics_while_disconnected(
     assert result["dispatches"] == []
     assert API_KEY not in json.dumps(result)
     assert result["entry"]["data"]["api_key"] == REDACTED
+
+
+async def test_diagnostics_of_an_entry_that_is_not_loaded(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    assert await async_setup_component(hass, "diagnostics", {})
+    await dispatch_server.stop()
+    entry = await setup_entry(hass, entry_data)
+    assert entry.state is ConfigEntryState.SETUP_RETRY
+    result: dict[str, Any] = dict(
+        await get_diagnostics_for_config_entry(hass, hass_client, entry)
+    )
+    assert result["state"] == ConfigEntryState.SETUP_RETRY.value
+    assert result["entry"]["data"]["api_key"] == REDACTED
+    assert API_KEY not in json.dumps(result)

@@ -7,6 +7,7 @@ import logging
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from frequenz.api.dispatch.v1 import dispatch_pb2
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import EVENT_HOMEASSISTANT_STARTED
 from homeassistant.core import CoreState, Event, HomeAssistant
@@ -174,3 +175,34 @@ async def test_back_off_grows_while_streams_keep_failing(
         await _go_to(hass, freezer, now)
     await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
     assert caplog.text.count("unreachable") == 1
+
+
+async def test_malformed_versions_of_a_held_dispatch(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """An older unreadable version is ignored; a newer one stops the dispatch."""
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    held = dispatch_server.raw_dispatches(MICROGRID_ID)[0]
+
+    def broken(update_time: datetime) -> dispatch_pb2.Dispatch:
+        message = dispatch_pb2.Dispatch()
+        message.CopyFrom(held)
+        message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_HOURLY
+        message.data.recurrence.interval = 0  # invalid with a frequency
+        message.metadata.update_time.FromDatetime(update_time.replace(tzinfo=None))
+        return message
+
+    dispatch_server.insert_raw(MICROGRID_ID, broken(t0 - timedelta(hours=1)))
+    await settle(hass, 0.3)
+    assert dispatch_id in coordinator.data
+    assert coordinator.malformed == {}
+    assert recorder.kinds() == ["started"]
+
+    dispatch_server.insert_raw(MICROGRID_ID, broken(t0 + timedelta(seconds=1)))
+    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    assert set(coordinator.malformed) == {dispatch_id}
+    assert recorder.kinds() == ["started", "stopped"]

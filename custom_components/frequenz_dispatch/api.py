@@ -9,6 +9,7 @@ must re-list after every stream restart.
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Self
 
 from frequenz.api.dispatch.v1 import dispatch_pb2
@@ -61,6 +62,8 @@ class MalformedDispatch:
 
     id: int
     reason: str
+    update_time: datetime | None = None
+    """When the server last changed it, if even that could be read."""
 
 
 type ParsedDispatch = ValidDispatch | MalformedDispatch
@@ -85,7 +88,19 @@ def parse_dispatch(message: Any) -> ParsedDispatch:
         dispatch_data(dispatch)  # what cannot be shown in events is malformed too
         return ValidDispatch(dispatch, schedule)
     except Exception as err:  # any bad content skips just this dispatch
-        return MalformedDispatch(dispatch_id, str(err) or type(err).__name__)
+        return MalformedDispatch(
+            dispatch_id, str(err) or type(err).__name__, _update_time(message)
+        )
+
+
+def _update_time(message: Any) -> datetime | None:
+    """The update time of a malformed dispatch, None if unreadable too."""
+    try:
+        return datetime.fromtimestamp(
+            message.metadata.update_time.ToNanoseconds() / 1e9, UTC
+        )
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _map_error(err: grpc.aio.AioRpcError) -> DispatchApiError:

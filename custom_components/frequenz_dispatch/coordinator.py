@@ -280,11 +280,17 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         """Take a dispatch if it is new or newer than the one we hold."""
         if item.id in self._deleted:
             return
+        old = self._items.get(item.id)
         if isinstance(item, MalformedDispatch):
+            if (
+                old is not None
+                and item.update_time is not None
+                and item.update_time < old.dispatch.update_time
+            ):
+                return  # a stale version; the one we hold is newer
             self._skip_malformed(item)
             return
         self._malformed.pop(item.id, None)
-        old = self._items.get(item.id)
         if old is not None and (
             item.dispatch.update_time < old.dispatch.update_time
             or item.dispatch == old.dispatch

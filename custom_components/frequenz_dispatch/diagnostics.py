@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.diagnostics import async_redact_data
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 
 from .const import CONF_API_KEY, CONF_SIGN_SECRET
@@ -18,13 +19,16 @@ async def async_get_config_entry_diagnostics(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> dict[str, Any]:
     """Return what helps to debug an entry, never a secret."""
+    config = {
+        "data": async_redact_data(dict(entry.data), TO_REDACT),
+        "options": dict(entry.options),
+    }
+    if entry.state is not ConfigEntryState.LOADED:
+        return {"entry": config, "state": entry.state.value}
     coordinator = entry.runtime_data
     scheduler = coordinator.scheduler
     return {
-        "entry": {
-            "data": async_redact_data(dict(entry.data), TO_REDACT),
-            "options": dict(entry.options),
-        },
+        "entry": config,
         "connected": coordinator.connected,
         "dispatches": [
             {
