@@ -26,7 +26,6 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
-    async_fire_time_changed,
 )
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
@@ -35,6 +34,7 @@ from dispatch_sim.server import DispatchSimulator
 from .common import (
     EventRecorder,
     create_dispatch as _create,
+    go_to as _go_to,
     settle,
     setup_entry,
     wait_for,
@@ -42,14 +42,6 @@ from .common import (
 from .conftest import DOMAIN, MICROGRID_ID
 
 MINUTE = timedelta(minutes=1)
-
-
-async def _go_to(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, when: datetime
-) -> None:
-    freezer.move_to(when)
-    async_fire_time_changed(hass, when)
-    await hass.async_block_till_done()
 
 
 async def _setup(
