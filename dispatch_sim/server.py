@@ -87,6 +87,15 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         """Whether the server is serving."""
         return self._server is not None
 
+    async def __aenter__(self) -> "DispatchSimulator":
+        """Start the server; `async with` stops it at the end."""
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """Stop the server."""
+        await self.stop()
+
     async def start(self) -> None:
         """Bind and start serving (no-op if running).
 

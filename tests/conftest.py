@@ -31,12 +31,8 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 @pytest.fixture
 async def dispatch_server() -> AsyncIterator[DispatchSimulator]:
     """A real in-memory Dispatch API server listening on 127.0.0.1."""
-    server = DispatchSimulator(api_key=API_KEY, host="127.0.0.1", port=0)
-    await server.start()
-    try:
+    async with DispatchSimulator(api_key=API_KEY, host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 @pytest.fixture

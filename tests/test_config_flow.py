@@ -134,12 +134,8 @@ def _add_dispatch(server: DispatchSimulator, start: datetime) -> int:
 @pytest.fixture
 async def second_server() -> AsyncIterator[DispatchSimulator]:
     """Another server on another port, with another API key."""
-    server = DispatchSimulator(api_key=OTHER_KEY, host="127.0.0.1", port=0)
-    await server.start()
-    try:
+    async with DispatchSimulator(api_key=OTHER_KEY, host="127.0.0.1", port=0) as server:
         yield server
-    finally:
-        await server.stop()
 
 
 # -- user step ---------------------------------------------------------------

@@ -31,12 +31,8 @@ async def test_diagnostics_redacts_secrets_and_lists_dispatches(
 ) -> None:
     # The fixture's server ignores signatures; this one verifies them, so the
     # entry loads only if the secret is really used.
-    server = DispatchSimulator(api_key=API_KEY, sign_secret=SIGN_SECRET)
-    await server.start()
-    try:
+    async with DispatchSimulator(api_key=API_KEY, sign_secret=SIGN_SECRET) as server:
         await _check_diagnostics(hass, hass_client, server, t0)
-    finally:
-        await server.stop()
 
 
 async def _check_diagnostics(
