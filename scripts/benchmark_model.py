@@ -32,7 +32,7 @@ from frequenz.client.dispatch.types import (
     TargetIds,
 )
 
-from custom_components.frequenz_dispatch.model import Run, Schedule
+from custom_components.frequenz_dispatch.schedule import Run, Schedule
 
 NOW = datetime(2025, 6, 1, 12, 0, 10, 250_000, tzinfo=UTC)
 AGE = timedelta(days=365)

@@ -25,7 +25,7 @@ from frequenz.client.dispatch.types import Dispatch, DispatchId, TargetIds
 from hypothesis import HealthCheck, given, settings, strategies as st
 import pytest
 
-from custom_components.frequenz_dispatch.model import (
+from custom_components.frequenz_dispatch.schedule import (
     MERGE_CAP,
     InvalidDispatchError,
     Run,

@@ -18,7 +18,7 @@ from frequenz.client.dispatch.types import Dispatch, Event
 import grpc
 
 from .event_data import dispatch_data
-from .model import InvalidDispatchError, Schedule
+from .schedule import InvalidDispatchError, Schedule
 
 _AUTH_CODES = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}

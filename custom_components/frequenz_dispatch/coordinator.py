@@ -34,8 +34,8 @@ from .const import (
     EVENT_UPDATED,
     LOGGER,
 )
-from .model import Run
 from .reporter import EventReporter
+from .schedule import Run
 from .scheduler import DispatchScheduler, RunningState
 
 if TYPE_CHECKING:

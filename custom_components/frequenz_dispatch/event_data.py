@@ -7,7 +7,7 @@ from typing import Any
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule
 from frequenz.client.dispatch.types import Dispatch, TargetCategory, TargetIds
 
-from .model import Run
+from .schedule import Run
 
 
 def _iso(value: datetime | None) -> str | None:

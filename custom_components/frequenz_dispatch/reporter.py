@@ -9,7 +9,7 @@ from homeassistant.core import HomeAssistant, callback
 from .api import ValidDispatch
 from .const import EVENT_STARTED, EVENT_STOPPED, EVENT_UPDATED
 from .event_data import event_data
-from .model import Run
+from .schedule import Run
 
 _WITH_WINDOW = frozenset({EVENT_STARTED, EVENT_STOPPED, EVENT_UPDATED})
 

@@ -10,7 +10,7 @@ from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.util import dt as dt_util
 
 from .api import ValidDispatch
-from .model import Run
+from .schedule import Run
 
 type RunCallback = Callable[[ValidDispatch, Run], None]
 type RunningState = dict[int, tuple[ValidDispatch, Run]]

@@ -1,6 +1,6 @@
 """Value types shared by the scheduling model's modules.
 
-Public names are re-exported by :mod:`.model`; import them from there.
+Public names are re-exported by the package :mod:`.schedule`; import them from there.
 """
 
 from dataclasses import dataclass

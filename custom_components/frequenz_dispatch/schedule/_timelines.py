@@ -1,8 +1,8 @@
 """Timelines of the scheduling model: the runs of a compiled schedule.
 
-Each timeline answers :class:`.model.Schedule`'s questions for one kind of
+Each timeline answers :class:`.Schedule`'s questions for one kind of
 schedule, merging overlapping and back-to-back windows into runs. Internal to
-:mod:`.model`.
+the package :mod:`.schedule`.
 """
 
 from abc import ABC, abstractmethod
@@ -12,8 +12,8 @@ from datetime import datetime, timedelta
 import threading
 from typing import Final
 
-from .model_rules import _OccurrenceSource
-from .model_types import MERGE_CAP, Run
+from ._rules import _OccurrenceSource
+from ._types import MERGE_CAP, Run
 
 _CHAIN_CACHE_SIZE: Final = 8
 

@@ -3,7 +3,7 @@
 :class:`_RuleSpec` validates a dispatch's recurrence rule and spells out every
 by-field dateutil would default; the occurrence sources yield its occurrences
 from any instant on without iterating from ``start_time``. Internal to
-:mod:`.model`.
+the package :mod:`.schedule`.
 """
 
 from abc import ABC, abstractmethod
@@ -20,7 +20,7 @@ from typing import Final, Literal
 from dateutil import rrule as du
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
 
-from .model_types import InvalidDispatchError
+from ._types import InvalidDispatchError
 
 _RULE_CACHE_SIZE: Final = 16
 

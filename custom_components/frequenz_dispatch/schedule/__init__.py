@@ -29,7 +29,7 @@ from typing import Final, Self
 from frequenz.client.dispatch.recurrence import RecurrenceRule
 from frequenz.client.dispatch.types import Dispatch
 
-from .model_rules import (
+from ._rules import (
     _UNIT,
     _CountedSource,
     _JumpingSource,
@@ -37,14 +37,14 @@ from .model_rules import (
     _RuleSpec,
     _to_utc,
 )
-from .model_timelines import (
+from ._timelines import (
     _ForeverTimeline,
     _NeverTimeline,
     _ProgressionTimeline,
     _RuleTimeline,
     _Timeline,
 )
-from .model_types import MERGE_CAP, InvalidDispatchError, Run
+from ._types import MERGE_CAP, InvalidDispatchError, Run
 
 __all__ = ["MERGE_CAP", "InvalidDispatchError", "Run", "Schedule"]
 
