@@ -4,23 +4,31 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+import grpc
 import pytest
 
 from custom_components.frequenz_dispatch.api import (
+    LIST_PAGE_SIZE,
     DispatchApi,
     DispatchApiError,
     DispatchAuthError,
+    DispatchConnectionError,
     DispatchInvalidInputError,
     DispatchNotFoundError,
     DispatchWriteDeniedError,
+    MalformedDispatch,
+    Unchanged,
     ValidDispatch,
+    parse_dispatch,
 )
 from custom_components.frequenz_dispatch.event_data import dispatch_data
 from dispatch_sim.server import DispatchSimulator
 
-from .common import API_KEY, MICROGRID_ID
+from .common import API_KEY, MICROGRID_ID, create_dispatch
 
 
 @pytest.fixture
@@ -226,3 +234,155 @@ async def test_write_with_rejected_key_is_never_an_auth_error(
         # A read with the same key is an auth error (reauth may follow).
         with pytest.raises(DispatchAuthError):
             await api.get(1)
+
+
+# -- listing: versions, unchanged dispatches, paging ---------------------------
+
+
+def _raw_copy(
+    server: DispatchSimulator, dispatch_id: int, seconds: int, nanos: int
+) -> dispatch_pb2.Dispatch:
+    """A stored dispatch with its update time set to seconds + nanos."""
+    (raw,) = [
+        d
+        for d in server.raw_dispatches(MICROGRID_ID)
+        if d.metadata.dispatch_id == dispatch_id
+    ]
+    raw.metadata.update_time.seconds = seconds
+    raw.metadata.update_time.nanos = nanos
+    return raw
+
+
+async def test_versions_are_exact_nanoseconds(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """Two versions within one microsecond differ; a re-list must not skip one."""
+    dispatch_id = create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+    seconds = 1_800_000_000
+    dispatch_server.insert_raw(
+        MICROGRID_ID, _raw_copy(dispatch_server, dispatch_id, seconds, 1_000)
+    )
+    (first,) = await api.list_all()
+    first = _valid(first)
+    assert first.version == seconds * 10**9 + 1_000
+
+    dispatch_server.insert_raw(
+        MICROGRID_ID, _raw_copy(dispatch_server, dispatch_id, seconds, 1_001)
+    )
+    # The client's datetimes cannot tell these two versions apart.
+    (second,) = await api.list_all({dispatch_id: first.version})
+    second = _valid(second)
+    assert second.dispatch.update_time == first.dispatch.update_time
+    assert second.version == first.version + 1
+
+    (again,) = await api.list_all({dispatch_id: second.version})
+    assert again == Unchanged(dispatch_id)
+
+
+async def test_relist_skips_unchanged_before_parsing(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    ids = [
+        create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+        for _ in range(3)
+    ]
+    listed = {item.id: item for item in await api.list_all()}
+    known = {i: _valid(listed[i]).version for i in ids}
+    dispatch_server.update(MICROGRID_ID, ids[1], payload={"x": 1})
+    # A broken dispatch the caller does not know is parsed (and malformed).
+    broken = dispatch_pb2.Dispatch()
+    broken.data.type = "BROKEN"
+    broken_id = dispatch_server.insert_raw(MICROGRID_ID, broken)
+
+    again = {item.id: item for item in await api.list_all(known)}
+    assert again[ids[0]] == Unchanged(ids[0])
+    assert again[ids[2]] == Unchanged(ids[2])
+    changed = _valid(again[ids[1]])
+    assert changed.dispatch.payload == {"x": 1}
+    assert changed.version > known[ids[1]]
+    assert isinstance(again[broken_id], MalformedDispatch)
+    assert again[broken_id].version is not None
+
+
+def test_malformed_update_time_is_exact() -> None:
+    """Dividing nanoseconds by 1e9 rounded .9999996 s up into the next second."""
+    message = dispatch_pb2.Dispatch()
+    message.metadata.dispatch_id = 5
+    message.metadata.update_time.seconds = 1_800_000_000
+    message.metadata.update_time.nanos = 999_999_600
+    item = parse_dispatch(message)
+    assert isinstance(item, MalformedDispatch)
+    assert item.update_time == datetime.fromtimestamp(1_800_000_000, UTC) + timedelta(
+        microseconds=999_999
+    )
+    assert item.version == 1_800_000_000_999_999_600
+
+
+class _ScriptedPages(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
+    """A misbehaving server: answers each page token from a script."""
+
+    def __init__(self, pages: dict[str, tuple[list[int], str]]) -> None:
+        self.pages = pages
+        self.requests: list[dispatch_pb2.ListMicrogridDispatchesRequest] = []
+
+    async def ListMicrogridDispatches(
+        self, request: dispatch_pb2.ListMicrogridDispatchesRequest, context: Any
+    ) -> dispatch_pb2.ListMicrogridDispatchesResponse:
+        self.requests.append(request)
+        ids, token = self.pages[request.pagination_params.page_token]
+        response = dispatch_pb2.ListMicrogridDispatchesResponse()
+        for dispatch_id in ids:
+            response.dispatches.add().metadata.dispatch_id = dispatch_id
+        response.pagination_info.next_page_token = token
+        return response
+
+
+async def _serve_script(servicer: _ScriptedPages) -> tuple[grpc.aio.Server, str]:
+    server = grpc.aio.server()
+    dispatch_pb2_grpc.add_MicrogridDispatchServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    return server, f"grpc://127.0.0.1:{port}?ssl=false"
+
+
+@pytest.mark.parametrize(
+    "pages",
+    [
+        {"": ([1], "A"), "A": ([2], "A")},
+        {"": ([1], "A"), "A": ([2], "B"), "B": ([3], "A")},
+    ],
+    ids=["A-A", "A-B-A"],
+)
+async def test_page_token_cycle_is_an_error(
+    pages: dict[str, tuple[list[int], str]],
+) -> None:
+    servicer = _ScriptedPages(pages)
+    server, url = await _serve_script(servicer)
+    try:
+        async with DispatchApi(url, API_KEY, MICROGRID_ID) as api:
+            with pytest.raises(DispatchConnectionError, match="page tokens"):
+                await api.list_all()
+    finally:
+        await server.stop(None)
+    assert len(servicer.requests) == len(pages)
+
+
+async def test_every_page_asks_for_the_page_size() -> None:
+    """The first page asks for our size; later ones keep it (via the token).
+
+    In api-common v1alpha8 size and token are a oneof: the token carries the
+    size. Where both fields exist, the size is sent with every token.
+    """
+    servicer = _ScriptedPages({"": ([1], "A"), "A": ([2], "B"), "B": ([3], "")})
+    server, url = await _serve_script(servicer)
+    try:
+        async with DispatchApi(url, API_KEY, MICROGRID_ID) as api:
+            assert [item.id for item in await api.list_all()] == [1, 2, 3]
+    finally:
+        await server.stop(None)
+    params = [r.pagination_params for r in servicer.requests]
+    assert [p.page_token for p in params] == ["", "A", "B"]
+    assert params[0].page_size == LIST_PAGE_SIZE
+    oneof = params[0].DESCRIPTOR.fields_by_name["page_size"].containing_oneof
+    if oneof is None:
+        assert all(p.page_size == LIST_PAGE_SIZE for p in params)

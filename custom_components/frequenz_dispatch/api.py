@@ -7,10 +7,10 @@ page) and its stream helper retries on its own without telling us, while we
 must re-list after every stream restart.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Self
+from typing import Any, Self, overload
 
 from frequenz.api.dispatch.v1 import dispatch_pb2
 from frequenz.client.base.conversion import to_timestamp
@@ -20,6 +20,7 @@ from frequenz.client.dispatch.types import Dispatch, Event
 from google.protobuf.struct_pb2 import Struct
 import grpc
 
+from .const import LOGGER
 from .event_data import dispatch_data
 from .schedule import InvalidDispatchError, Schedule
 from .targets import target_to_protobuf
@@ -29,6 +30,21 @@ _AUTH_CODES = frozenset(
 )
 _CLEAN_END_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED})
 LIST_PAGE_SIZE = 100
+_SIZE_WITH_TOKEN = (
+    dispatch_pb2.ListMicrogridDispatchesRequest.DESCRIPTOR.fields_by_name[
+        "pagination_params"
+    ]
+    .message_type.fields_by_name["page_size"]
+    .containing_oneof
+    is None
+)
+"""Whether a request can give the page size along with a page token.
+
+In frequenz-api-common v1alpha8 the two are a oneof (the token carries the
+size); older message modules have both, and a server may then fall back to
+its default size when a token comes without one.
+"""
+UNLISTABLE_REASON = "too large to receive, even alone; it is ignored"
 
 
 class DispatchApiError(Exception):
@@ -62,27 +78,68 @@ class DispatchWriteDeniedError(DispatchApiError):
     """
 
 
+def version_of(stamp: Any) -> int:
+    """An update time as exact integer nanoseconds since the epoch."""
+    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+
+
+def _version_from_datetime(value: datetime) -> int:
+    """Nanoseconds of a datetime, exact to its microsecond."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + (
+        delta.microseconds * 1_000
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class ValidDispatch:
     """A dispatch we understood, with its compiled schedule."""
 
     dispatch: Dispatch
     schedule: Schedule
+    update_ns: int | None = None
+    """The exact update time from the server; see `version`."""
 
     @property
     def id(self) -> int:
         """The dispatch id."""
         return int(self.dispatch.id)
 
+    @property
+    def version(self) -> int:
+        """The exact version: the server's update time in integer nanoseconds.
+
+        Compare this, never `dispatch.update_time` (the client's datetime
+        drops the nanoseconds, and floats can round). Items built without
+        `update_ns` fall back to the microseconds of `dispatch.update_time`.
+        """
+        if self.update_ns is not None:
+            return self.update_ns
+        return _version_from_datetime(self.dispatch.update_time)
+
 
 @dataclass(frozen=True, slots=True)
 class MalformedDispatch:
-    """A dispatch the server sent that we cannot interpret."""
+    """A dispatch the server sent that we cannot interpret (or cannot receive)."""
 
     id: int
     reason: str
     update_time: datetime | None = None
     """When the server last changed it, if even that could be read."""
+    version: int | None = None
+    """The exact version (integer nanoseconds), None if unreadable or unknown."""
+    unlistable: bool = False
+    """True if it is too large to be received even alone: its content is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A listed dispatch whose version equals the one the caller knows."""
+
+    id: int
 
 
 type ParsedDispatch = ValidDispatch | MalformedDispatch
@@ -99,24 +156,35 @@ class StreamUpdate:
 def parse_dispatch(message: Any) -> ParsedDispatch:
     """Convert one protobuf dispatch, never raising for bad content."""
     dispatch_id = int(message.metadata.dispatch_id)
+    version = _version(message)
     try:
         if not message.data.HasField("start_time"):
             raise InvalidDispatchError("start_time is missing")
         dispatch = Dispatch.from_protobuf(message)
         schedule = Schedule(dispatch)
         dispatch_data(dispatch)  # what cannot be shown in events is malformed too
-        return ValidDispatch(dispatch, schedule)
+        return ValidDispatch(dispatch, schedule, version)
     except Exception as err:  # any bad content skips just this dispatch
         return MalformedDispatch(
-            dispatch_id, str(err) or type(err).__name__, _update_time(message)
+            dispatch_id,
+            str(err) or type(err).__name__,
+            _update_time(message),
+            version,
         )
 
 
+def _version(message: Any) -> int | None:
+    if not message.metadata.HasField("update_time"):
+        return None
+    return version_of(message.metadata.update_time)
+
+
 def _update_time(message: Any) -> datetime | None:
-    """The update time of a malformed dispatch, None if unreadable too."""
+    """The exact update time (to the microsecond), None if unreadable."""
+    stamp = message.metadata.update_time
     try:
-        return datetime.fromtimestamp(
-            message.metadata.update_time.ToNanoseconds() / 1e9, UTC
+        return datetime.fromtimestamp(int(stamp.seconds), UTC) + timedelta(
+            microseconds=int(stamp.nanos) // 1_000
         )
     except (ValueError, OverflowError, OSError):
         return None
@@ -230,8 +298,35 @@ def _update_request(
     return request
 
 
+class _Listing:
+    """What one `list_all` has collected so far."""
+
+    def __init__(self, known: Mapping[int, int]) -> None:
+        self.known = known
+        self.items: dict[int, ParsedDispatch | Unchanged] = {}
+        self.total = 0
+
+    def add(self, messages: Iterable[Any], *, stop_at_seen: bool) -> bool:
+        """Take a page; False if `stop_at_seen` and it reached a listed id."""
+        for message in messages:
+            dispatch_id = int(message.metadata.dispatch_id)
+            if dispatch_id in self.items:
+                if stop_at_seen:
+                    return False
+                continue
+            version = _version(message)
+            if version is not None and self.known.get(dispatch_id) == version:
+                self.items[dispatch_id] = Unchanged(dispatch_id)
+            else:
+                self.items[dispatch_id] = parse_dispatch(message)
+        return True
+
+
 class DispatchApi:
     """Access to the dispatches of one microgrid."""
+
+    unlisted: int = 0
+    """Dispatches the last `list_all` could neither receive nor name."""
 
     def __init__(
         self,
@@ -267,31 +362,117 @@ class DispatchApi:
     def _stub(self) -> Any:
         return self._client.stub
 
-    async def list_all(self) -> list[ParsedDispatch]:
-        """Fetch every dispatch of the microgrid, following all pages."""
+    @overload
+    async def list_all(self) -> list[ParsedDispatch]: ...
+
+    @overload
+    async def list_all(
+        self, known: Mapping[int, int]
+    ) -> list[ParsedDispatch | Unchanged]: ...
+
+    async def list_all(
+        self, known: Mapping[int, int] | None = None
+    ) -> list[ParsedDispatch] | list[ParsedDispatch | Unchanged]:
+        """Fetch every dispatch of the microgrid, following all pages.
+
+        `known` maps dispatch ids to the version (`ValidDispatch.version`)
+        the caller holds; a listed dispatch with that same version comes back
+        as `Unchanged(id)`, without being parsed.
+
+        A page the client cannot receive (RESOURCE_EXHAUSTED) is asked again
+        at half the size, down to one dispatch. A dispatch that cannot be
+        received even alone blocks paging in that order: the rest is listed
+        from the other end, and the known ids still missing are fetched one by
+        one; one that is too large comes back as a `MalformedDispatch` with
+        `unlistable=True`. Unknown dispatches that stay out of reach are
+        counted in `unlisted`.
+        """
+        listing = _Listing(known or {})
+        blocked = await self._list_pass(listing, reverse=False)
+        if blocked:
+            await self._list_pass(listing, reverse=True)
+            await self._fetch_missing(listing)
+        self.unlisted = max(0, listing.total - len(listing.items))
+        return list(listing.items.values())
+
+    def _list_request(
+        self, *, reverse: bool, page_size: int, token: str
+    ) -> dispatch_pb2.ListMicrogridDispatchesRequest:
         request = dispatch_pb2.ListMicrogridDispatchesRequest(
             microgrid_id=self.microgrid_id
         )
-        # Set through the field: the message's module differs between
+        if reverse:
+            request.sort_options.sort_field = dispatch_pb2.SORT_FIELD_CREATE_TIME
+            request.sort_options.sort_order = dispatch_pb2.SORT_ORDER_ASCENDING
+        # Set through the fields: the message's module differs between
         # frequenz-api-common versions.
-        request.pagination_params.page_size = LIST_PAGE_SIZE
-        timeout = self._client.call_timeout.total_seconds()
-        result: list[ParsedDispatch] = []
-        try:
-            while True:
+        params = request.pagination_params
+        if token:
+            params.page_token = token
+        if not token or _SIZE_WITH_TOKEN:
+            params.page_size = page_size
+        return request
+
+    async def _list_pass(self, listing: "_Listing", *, reverse: bool) -> bool:
+        """Page through in one order; True if a too large dispatch stopped it."""
+        page_size = LIST_PAGE_SIZE
+        token = ""
+        seen_tokens: set[str] = set()
+        while True:
+            request = self._list_request(
+                reverse=reverse, page_size=page_size, token=token
+            )
+            try:
                 response = await self._stub.ListMicrogridDispatches(
-                    request, timeout=timeout
+                    request, timeout=self._timeout
                 )
-                result.extend(parse_dispatch(d) for d in response.dispatches)
-                token = response.pagination_info.next_page_token
-                if not token:
-                    return result
-                if token == request.pagination_params.page_token:
-                    raise DispatchConnectionError("the server repeated a page token")
-                request.pagination_params.Clear()
-                request.pagination_params.page_token = token
-        except grpc.aio.AioRpcError as err:
-            raise _map_error(err) from err
+            except grpc.aio.AioRpcError as err:
+                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _map_error(err) from err
+                if page_size == 1:
+                    LOGGER.warning(
+                        "A dispatch of microgrid %s is too large to receive",
+                        self.microgrid_id,
+                    )
+                    return True
+                page_size = max(1, page_size // 2)
+                if token and not _SIZE_WITH_TOKEN:
+                    # The token fixes the page size: start over at the new
+                    # size, keeping what was received.
+                    token = ""
+                    seen_tokens.clear()
+                continue
+            if not reverse:
+                listing.total = response.pagination_info.total_items
+            if not listing.add(response.dispatches, stop_at_seen=reverse):
+                return False  # the reverse pass met the forward one
+            token = response.pagination_info.next_page_token
+            if not token:
+                return False
+            if token in seen_tokens:
+                raise DispatchConnectionError("the server's page tokens repeat")
+            seen_tokens.add(token)
+
+    async def _fetch_missing(self, listing: "_Listing") -> None:
+        """Fetch, one by one, the known dispatches a blocked listing missed."""
+        for dispatch_id in listing.known.keys() - listing.items.keys():
+            request = dispatch_pb2.GetMicrogridDispatchRequest(
+                microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+            )
+            try:
+                response = await self._stub.GetMicrogridDispatch(
+                    request, timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() is grpc.StatusCode.NOT_FOUND:
+                    continue  # deleted
+                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _map_error(err) from err
+                listing.items[dispatch_id] = MalformedDispatch(
+                    dispatch_id, UNLISTABLE_REASON, unlistable=True
+                )
+                continue
+            listing.add([response.dispatch], stop_at_seen=False)
 
     async def _call(self, call: Awaitable[Any], *, write: bool) -> Any:
         try:
