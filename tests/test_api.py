@@ -300,8 +300,9 @@ async def test_relist_skips_unchanged_before_parsing(
     changed = _valid(again[ids[1]])
     assert changed.dispatch.payload == {"x": 1}
     assert changed.version > known[ids[1]]
-    assert isinstance(again[broken_id], MalformedDispatch)
-    assert again[broken_id].version is not None
+    malformed = again[broken_id]
+    assert isinstance(malformed, MalformedDispatch)
+    assert malformed.version is not None
 
 
 def test_malformed_update_time_is_exact() -> None:
@@ -319,7 +320,7 @@ def test_malformed_update_time_is_exact() -> None:
 
 
 class _ScriptedPages(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
-    """A misbehaving server: answers each page token from a script."""
+    """A misbehaving server: answers each page token from a script (lists only)."""
 
     def __init__(self, pages: dict[str, tuple[list[int], str]]) -> None:
         self.pages = pages
@@ -356,7 +357,7 @@ async def _serve_script(servicer: _ScriptedPages) -> tuple[grpc.aio.Server, str]
 async def test_page_token_cycle_is_an_error(
     pages: dict[str, tuple[list[int], str]],
 ) -> None:
-    servicer = _ScriptedPages(pages)
+    servicer = _ScriptedPages(pages)  # type: ignore[abstract]
     server, url = await _serve_script(servicer)
     try:
         async with DispatchApi(url, API_KEY, MICROGRID_ID) as api:
@@ -373,7 +374,8 @@ async def test_every_page_asks_for_the_page_size() -> None:
     In api-common v1alpha8 size and token are a oneof: the token carries the
     size. Where both fields exist, the size is sent with every token.
     """
-    servicer = _ScriptedPages({"": ([1], "A"), "A": ([2], "B"), "B": ([3], "")})
+    pages = {"": ([1], "A"), "A": ([2], "B"), "B": ([3], "")}
+    servicer = _ScriptedPages(pages)  # type: ignore[abstract]
     server, url = await _serve_script(servicer)
     try:
         async with DispatchApi(url, API_KEY, MICROGRID_ID) as api:
