@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -388,3 +389,94 @@ async def test_every_page_asks_for_the_page_size() -> None:
     oneof = params[0].DESCRIPTOR.fields_by_name["page_size"].containing_oneof
     if oneof is None:
         assert all(p.page_size == LIST_PAGE_SIZE for p in params)
+
+
+# -- oversized responses ---------------------------------------------------------
+
+
+def _big(server: DispatchSimulator, size: int, *, notify: bool = False) -> int:
+    """Store a valid dispatch whose payload is `size` bytes (no size check)."""
+    dispatch_id = create_dispatch(server, start_time=_soon(), duration=None)
+    (raw,) = [
+        d
+        for d in server.raw_dispatches(MICROGRID_ID)
+        if d.metadata.dispatch_id == dispatch_id
+    ]
+    raw.data.payload.update({"blob": "x" * size})
+    return server.insert_raw(MICROGRID_ID, raw, notify=notify)
+
+
+async def test_page_over_the_limit_is_asked_again_smaller(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """100 dispatches of 200 KB: one page would be 20 MB, over 16 MiB."""
+    ids = {_big(dispatch_server, 200_000) for _ in range(LIST_PAGE_SIZE)}
+    dispatch_server.list_calls = 0
+    items = await api.list_all()
+    assert {item.id for item in items} == ids
+    assert all(isinstance(item, ValidDispatch) for item in items)
+    # 100 refused, then two pages of 50.
+    assert dispatch_server.list_calls == 3
+    assert api.unlisted == 0
+
+
+async def test_page_of_5_mb_is_received(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """gRPC's default limit (4 MiB) is raised."""
+    big = _big(dispatch_server, 5_000_000)
+    dispatch_server.list_calls = 0
+    (item,) = await api.list_all()
+    assert _valid(item).id == big
+    assert dispatch_server.list_calls == 1
+
+
+async def test_dispatch_too_large_even_alone_is_skipped_and_named(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    small = [
+        create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+        for _ in range(2)
+    ]
+    huge = _big(dispatch_server, 17 * 1024 * 1024)
+    small += [
+        create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+        for _ in range(2)
+    ]
+    # Unknown to the caller: listed around it, counted, not named.
+    items = await api.list_all()
+    assert {item.id for item in items} == set(small)
+    assert api.unlisted == 1
+
+    # Known to the caller: named as unlistable, not taken for deleted.
+    by_id = {item.id: item for item in await api.list_all({huge: 1})}
+    assert set(by_id) == {*small, huge}
+    skipped = by_id[huge]
+    assert isinstance(skipped, MalformedDispatch)
+    assert skipped.unlistable
+    assert "too large" in skipped.reason
+    assert api.unlisted == 0
+
+
+async def test_oversized_stream_message_raises_connection_error(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    stream = api.open_stream()
+    received: list[int] = []
+
+    async def follow() -> None:
+        async for update in stream:
+            received.append(update.item.id)
+
+    task = asyncio.create_task(follow())
+    try:
+        await dispatch_server.wait_for_streams(1)
+        fine = _big(dispatch_server, 5_000_000, notify=True)
+        _big(dispatch_server, 17 * 1024 * 1024, notify=True)
+        with pytest.raises(DispatchConnectionError, match="RESOURCE_EXHAUSTED"):
+            await asyncio.wait_for(task, 10)
+    finally:
+        stream.cancel()
+        task.cancel()
+    # The 5 MB message came through before the stream broke.
+    assert fine in received

@@ -1,25 +1,34 @@
 """The only module that talks gRPC: list and stream dispatches of one microgrid.
 
-We build on `DispatchApiClient` for the connection (URL parsing, TLS, API key
-and signing interceptors) and its types, but drive the two RPCs ourselves:
-the client converts a whole page at once (one malformed dispatch would lose the
-page) and its stream helper retries on its own without telling us, while we
-must re-list after every stream restart.
+We use the client library's types, but open the channel ourselves
+(`channel.py`: checked URL, certificate files read off the loop, a 16 MiB
+receive limit) and drive the RPCs ourselves: the client converts a whole page
+at once (one malformed dispatch would lose the page), its stream helper
+retries on its own without telling us, while we must re-list after every
+stream restart, and it maps no errors.
 """
 
-from collections.abc import AsyncIterator, Awaitable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Any, Self, overload
 
-from frequenz.api.dispatch.v1 import dispatch_pb2
+from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from frequenz.client.base.conversion import to_timestamp
-from frequenz.client.dispatch import DispatchApiClient
 from frequenz.client.dispatch.recurrence import RecurrenceRule
 from frequenz.client.dispatch.types import Dispatch, Event
 from google.protobuf.struct_pb2 import Struct
 import grpc
 
+from .channel import (
+    Certificates,
+    InvalidServerUrl,
+    open_channel,
+    parse_server_url,
+    read_certificates,
+    sendable,
+)
 from .const import LOGGER
 from .event_data import dispatch_data
 from .schedule import InvalidDispatchError, Schedule
@@ -30,6 +39,9 @@ _AUTH_CODES = frozenset(
 )
 _CLEAN_END_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED})
 LIST_PAGE_SIZE = 100
+CALL_TIMEOUT_S = 60.0
+STREAM_TIMEOUT_S = 300.0
+"""The stream call's deadline: it then ends cleanly and is opened again."""
 _SIZE_WITH_TOKEN = (
     dispatch_pb2.ListMicrogridDispatchesRequest.DESCRIPTOR.fields_by_name[
         "pagination_params"
@@ -334,17 +346,54 @@ class DispatchApi:
         api_key: str,
         microgrid_id: int,
         sign_secret: str | None = None,
+        *,
+        certificates: Certificates | None = None,
     ) -> None:
-        """Build the client; raises DispatchInvalidUrlError for a bad URL."""
+        """Open a (lazily connecting) channel.
+
+        Raises DispatchInvalidUrlError for a bad URL and DispatchAuthError for
+        a key gRPC cannot send. Certificate files the URL names are read here
+        unless `certificates` are given: on the event loop use `async_open`.
+        """
         try:
-            self._client = DispatchApiClient(
-                server_url=server_url,
-                auth_key=api_key,
-                sign_secret=sign_secret or None,
-            )
-        except ValueError as err:
+            url = parse_server_url(server_url)
+            if certificates is None:
+                certificates = read_certificates(url)
+        except InvalidServerUrl as err:
             raise DispatchInvalidUrlError(str(err)) from err
+        if not api_key or not sendable(api_key):
+            raise DispatchAuthError("the API key contains characters gRPC cannot send")
+        self._channel = open_channel(url, certificates, api_key, sign_secret or None)
+        self._stub_: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
         self.microgrid_id = microgrid_id
+
+    @classmethod
+    async def async_open(
+        cls,
+        server_url: str,
+        api_key: str,
+        microgrid_id: int,
+        sign_secret: str | None = None,
+        *,
+        run_blocking: Callable[[Callable[[], Certificates]], Awaitable[Certificates]],
+    ) -> Self:
+        """Like the constructor, reading certificate files through `run_blocking`.
+
+        In Home Assistant pass `hass.async_add_executor_job`. (The channel
+        itself must be made on the loop: grpc.aio binds it to the running loop.)
+        """
+        try:
+            url = parse_server_url(server_url)
+            certificates = (
+                await run_blocking(partial(read_certificates, url))
+                if url.names_files
+                else Certificates()
+            )
+        except InvalidServerUrl as err:
+            raise DispatchInvalidUrlError(str(err)) from err
+        return cls(
+            server_url, api_key, microgrid_id, sign_secret, certificates=certificates
+        )
 
     async def __aenter__(self) -> Self:
         """Use as an async context manager that closes the channel."""
@@ -356,11 +405,11 @@ class DispatchApi:
 
     async def close(self) -> None:
         """Close the gRPC channel."""
-        await self._client.disconnect()
+        await self._channel.close(None)
 
     @property
     def _stub(self) -> Any:
-        return self._client.stub
+        return self._stub_
 
     @overload
     async def list_all(self) -> list[ParsedDispatch]: ...
@@ -482,7 +531,7 @@ class DispatchApi:
 
     @property
     def _timeout(self) -> float:
-        return self._client.call_timeout.total_seconds()
+        return CALL_TIMEOUT_S
 
     async def create(
         self,
@@ -569,9 +618,7 @@ class DispatchApi:
             microgrid_id=self.microgrid_id
         )
         return DispatchStream(
-            self._stub.StreamMicrogridDispatches(
-                request, timeout=self._client.stream_timeout.total_seconds()
-            )
+            self._stub.StreamMicrogridDispatches(request, timeout=STREAM_TIMEOUT_S)
         )
 
 
