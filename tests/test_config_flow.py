@@ -106,6 +106,13 @@ async def _configure_once_reachable(
     raise AssertionError("server still unreachable")
 
 
+def _detail(result: ConfigFlowResult) -> str:
+    """What the form says is wrong in detail."""
+    placeholders = result.get("description_placeholders")
+    assert placeholders is not None
+    return placeholders["error_detail"]
+
+
 def _entities(hass: HomeAssistant, entry: ConfigEntry) -> set[tuple[str, str]]:
     """(entity_id, unique_id) of every registry entry of a config entry."""
     registry = er.async_get(hass)
@@ -623,7 +630,7 @@ async def test_user_url_options_are_checked(
     result = await _configure(hass, result, {**entry_data, "server_url": url})
     assert result["type"] is FlowResultType.FORM
     assert result["errors"] == {"server_url": "invalid_url"}
-    assert detail in result["description_placeholders"]["error_detail"]
+    assert detail in _detail(result)
     assert dispatch_server.list_calls == 0
 
 
@@ -761,7 +768,7 @@ async def test_certificate_files_are_read_off_the_loop(
     )
     result = await _configure(hass, result, {**entry_data, "server_url": url})
     assert result["errors"] == {"server_url": "invalid_url"}
-    assert str(missing) in result["description_placeholders"]["error_detail"]
+    assert str(missing) in _detail(result)
 
 
 async def test_setup_reads_certificate_files_off_the_loop(
