@@ -822,6 +822,8 @@ async def test_command_line_serves() -> None:
         "sample",
         "--microgrid-id",
         str(MICROGRID_ID),
+        "--generate",
+        "25",
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -833,9 +835,12 @@ async def test_command_line_serves() -> None:
         url = await _read_url(proc.stdout)
         api = DispatchApiClient(server_url=url, auth_key=key)
         try:
-            types = {d.type async for page in api.list(MG) for d in page}
+            listed = [d async for page in api.list(MG) for d in page]
         finally:
             await _close(api)
+        sample = len(load_seed(sample_seed_path()))
+        assert len(listed) == sample + 25
+        types = {d.type for d in listed}
         assert {"BATTERY_CHARGE", "PV_CURTAILMENT", "DRY_RUN_TEST"} <= types
     finally:
         if proc.returncode is None:
