@@ -29,6 +29,31 @@ STOP_GRACE = 0.2
 
 _STREAM_FINISH_TIMEOUT = 1.0
 
+MIN_PING_INTERVAL = timedelta(milliseconds=500)
+"""The ping policy: the shortest interval between a client's keepalive pings.
+
+The client pings every 60 s by default (`keep_alive_interval_s` in its URL);
+grpc's server default (one ping per 5 minutes) answers them with GOAWAY "too
+many pings" after about 3 minutes, which drops every idle stream. Pings are
+accepted also when no call is open; a client pinging more often than this
+still gets GOAWAY, as from a real server.
+"""
+
+
+def ping_policy_options(min_interval: timedelta) -> list[tuple[str, int]]:
+    """Return the grpc server options that accept pings `min_interval` apart.
+
+    The interval's option is GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS
+    in grpc's C headers; its string lacks the "recv".
+    """
+    return [
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(min_interval.total_seconds() * 1000),
+        ),
+    ]
+
 
 class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
     """An in-memory Frequenz Dispatch API server for tests and demos.
@@ -48,6 +73,7 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         port: int = 0,
         page_size: int = 20,
         sign_secret: str | None = None,
+        min_ping_interval: timedelta = MIN_PING_INTERVAL,
     ) -> None:
         """Create a (not yet started) simulator.
 
@@ -57,6 +83,7 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
             port: The port to bind; 0 picks a free one on the first start.
             page_size: Default page size of ListMicrogridDispatches.
             sign_secret: When set, request signatures are verified too.
+            min_ping_interval: The ping policy, see `MIN_PING_INTERVAL`.
 
         """
         self._host = host
@@ -68,6 +95,7 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         self._hub = StreamHub()
         self._store.add_listener(self._hub.publish)
         self._server: grpc.aio.Server | None = None
+        self._min_ping_interval = min_ping_interval
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -110,7 +138,11 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         """
         if self._server is not None:
             return
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        options = [
+            ("grpc.so_reuseport", 0),
+            *ping_policy_options(self._min_ping_interval),
+        ]
+        server = grpc.aio.server(options=options)
         dispatch_pb2_grpc.add_MicrogridDispatchServiceServicer_to_server(
             DispatchServicer(self._store, self._hub, self._controls), server
         )

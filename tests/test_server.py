@@ -637,6 +637,37 @@ async def test_stop_errors_open_streams(dispatch_server: DispatchSimulator) -> N
     await dispatch_server.stop()  # idempotent
 
 
+# ---- keepalive (REAL TIME) ----------------------------------------------------
+
+KEEPALIVE_IDLE = 10.0
+"""Seconds the keepalive test keeps a stream idle (real time, on purpose)."""
+
+
+@pytest.mark.timeout(30)
+async def test_keepalive_pings_keep_an_idle_stream_open(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    """REAL TIME, 10 s: a client pinging every second keeps its idle stream.
+
+    Keepalive is a property of the real-time HTTP/2 connection, so this one
+    test waits on the real clock. With grpc's server default the pings are
+    answered with GOAWAY "too many pings" after the third one, the stream
+    fails with UNAVAILABLE and the client opens a new one.
+    """
+    url = f"{dispatch_server.url}&keep_alive_interval_s=1&keep_alive_timeout_s=5"
+    api = DispatchApiClient(server_url=url, auth_key=API_KEY)
+    try:
+        receiver = api.stream(MG)
+        await dispatch_server.wait_for_streams()
+        await asyncio.sleep(KEEPALIVE_IDLE)
+        assert dispatch_server.open_streams == 1
+        dispatch_id = _create(dispatch_server)
+        assert await _next(receiver) == (Event.CREATED, dispatch_id)
+        assert dispatch_server.stream_calls == 1  # never reconnected
+    finally:
+        await _close(api)
+
+
 # ---- lifecycle and faults ----------------------------------------------------
 
 
