@@ -46,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
         help="API key clients must send (default: $DISPATCH_API_KEY)",
     )
     parser.add_argument(
+        "--read-only-api-key",
+        help="a second key that may read but not create, update or delete",
+    )
+    parser.add_argument(
         "--seed",
         metavar="FILE",
         help='JSON seed file to load at start ("sample": the bundled sample)',
@@ -88,6 +92,7 @@ async def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         page_size=args.page_size,
         sign_secret=args.sign_secret,
+        read_only_api_key=args.read_only_api_key,
     )
     sim.delay = args.delay
     if args.seed:

@@ -34,6 +34,9 @@ class ServiceControls:
     api_key: str
     """Expected value of the `key` metadata."""
 
+    read_only_api_key: str | None = None
+    """A key that may read (list, stream, get) but not write: PERMISSION_DENIED."""
+
     sign_secret: str | None = None
     """When set, request signatures are verified."""
 
@@ -54,6 +57,46 @@ class ServiceControls:
 
     stream_calls: int = 0
     """Number of authenticated StreamMicrogridDispatches calls."""
+
+    max_page_bytes: int | None = None
+    """When set, a list response larger than this fails with RESOURCE_EXHAUSTED."""
+
+    fault: "Fault | None" = None
+    """Failures to inject into the next calls."""
+
+
+RPCS = {
+    "ListMicrogridDispatches": "list",
+    "StreamMicrogridDispatches": "stream",
+    "GetMicrogridDispatch": "get",
+    "CreateMicrogridDispatch": "create",
+    "UpdateMicrogridDispatch": "update",
+    "DeleteMicrogridDispatch": "delete",
+}
+"""RPC name -> the short name `DispatchSimulator.fail_next` takes."""
+
+_WRITES = {"create", "update", "delete"}
+
+
+@dataclass
+class Fault:
+    """The next `remaining` calls of the `rpcs` fail with `code`."""
+
+    code: grpc.StatusCode
+    """The status code the client sees."""
+
+    remaining: int
+    """How many calls still fail."""
+
+    rpcs: frozenset[str]
+    """Short names of the RPCs that fail ("list", "stream", "get", ...)."""
+
+    def take(self, rpc: str) -> bool:
+        """Count one call of `rpc`; True if it is to fail."""
+        if self.remaining <= 0 or rpc not in self.rpcs:
+            return False
+        self.remaining -= 1
+        return True
 
 
 # ---- credentials ----------------------------------------------------------------
@@ -77,36 +120,47 @@ def _signature(secret: str, key: str, ts: str, nonce: str, method: str) -> str:
 
 
 def check_call(
-    context: Context, method: str, *, api_key: str, sign_secret: str | None
-) -> str | None:
+    context: Context,
+    method: str,
+    *,
+    api_key: str,
+    sign_secret: str | None,
+    read_only_api_key: str | None = None,
+) -> tuple[str | None, bool]:
     """Check a call's credentials.
 
     Args:
         context: The call context.
         method: The RPC method name.
-        api_key: The expected value of the `key` metadata.
+        api_key: The key that may read and write (the `key` metadata).
         sign_secret: When set, `ts`, `nonce` and `sig` metadata must carry a
             valid signature; otherwise any signature metadata is ignored.
+        read_only_api_key: A key that may only read, or None.
 
     Returns:
-        None if the call is allowed, else the reason (never containing the key).
+        (None if the call is allowed, else the reason, never containing the
+        key; whether the key may write).
 
     """
     metadata = _metadata(context)
     key = metadata.get("key")
     if key is None:
-        return "missing API key"
-    if not hmac.compare_digest(key.encode(), api_key.encode()):
-        return "invalid API key"
+        return "missing API key", False
+    writer = hmac.compare_digest(key.encode(), api_key.encode())
+    reader = read_only_api_key is not None and hmac.compare_digest(
+        key.encode(), read_only_api_key.encode()
+    )
+    if not writer and not reader:
+        return "invalid API key", False
     if sign_secret is None:
-        return None
+        return None, writer
     ts, nonce, sig = (metadata.get(name) for name in ("ts", "nonce", "sig"))
     if ts is None or nonce is None or sig is None:
-        return "missing request signature"
+        return "missing request signature", writer
     expected = _signature(sign_secret, key, ts, nonce, method)
     if not hmac.compare_digest(expected.encode(), sig.encode()):
-        return "invalid request signature"
-    return None
+        return "invalid request signature", writer
+    return None, writer
 
 
 # ---- open streams ---------------------------------------------------------------
@@ -231,17 +285,29 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
         self._controls = controls
 
     async def _admit(self, context: Context, method: str, detail: str) -> None:
-        """Log the call (`detail` holds no secrets) and check its credentials."""
+        """Log the call (`detail` holds no secrets), inject faults, check the key."""
         _LOGGER.info("%s(%s) from %s", method, detail, context.peer())
-        reason = check_call(
+        controls = self._controls
+        rpc = RPCS[method]
+        if controls.fault is not None and controls.fault.take(rpc):
+            code = controls.fault.code
+            _LOGGER.info("%s -> %s (injected)", method, code.name)
+            await context.abort(code, f"{code.name} injected by the simulator")
+        reason, may_write = check_call(
             context,
             method,
-            api_key=self._controls.api_key,
-            sign_secret=self._controls.sign_secret,
+            api_key=controls.api_key,
+            sign_secret=controls.sign_secret,
+            read_only_api_key=controls.read_only_api_key,
         )
         if reason is not None:
             _LOGGER.info("%s -> UNAUTHENTICATED: %s", method, reason)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        if rpc in _WRITES and not may_write:
+            _LOGGER.info("%s -> PERMISSION_DENIED: read-only API key", method)
+            await context.abort(
+                grpc.StatusCode.PERMISSION_DENIED, "this API key may only read"
+            )
 
     async def _admit_unary(self, context: Context, method: str, detail: str) -> None:
         """Admit a unary call and apply the configured delay."""
@@ -270,6 +336,12 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
             ),
         )
         self._controls.list_seconds += time.perf_counter() - started
+        limit = self._controls.max_page_bytes
+        if limit is not None and (size := response.ByteSize()) > limit:
+            # What a client with this receive limit reports.
+            details = f"Received message larger than max ({size} vs. {limit})"
+            _LOGGER.info("ListMicrogridDispatches -> RESOURCE_EXHAUSTED: %s", details)
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
         return response
 
     async def StreamMicrogridDispatches(
