@@ -534,3 +534,15 @@ async def test_server_refusing_one_dispatch_even_alone(
     assert set(by_id) == {small, newer, big}
     assert _valid(by_id[big]).id == big
     assert api.unlisted == 0
+
+
+async def test_only_dispatch_too_large_is_counted(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """No page ever arrives, yet the dispatch is counted as unlisted."""
+    dispatch_server.max_page_bytes = 300_000
+    big = _big(dispatch_server, 400_000)
+    assert await api.list_all() == []
+    assert api.unlisted == 1
+    (item,) = await api.list_all({big: 1})
+    assert _valid(item).id == big

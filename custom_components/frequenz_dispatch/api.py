@@ -139,7 +139,8 @@ class _Listing:
     def __init__(self, known: Mapping[int, int]) -> None:
         self.known = known
         self.items: dict[int, ParsedDispatch | Unchanged] = {}
-        self.total = 0
+        self.total: int | None = None
+        """The server's count of all dispatches; None until a page arrives."""
 
     def add(self, messages: Iterable[Any], *, stop_at_seen: bool) -> bool:
         """Take a page; False if `stop_at_seen` and it reached a listed id."""
@@ -161,7 +162,11 @@ class DispatchApi:
     """Access to the dispatches of one microgrid."""
 
     unlisted: int = 0
-    """Dispatches the last `list_all` could neither receive nor name."""
+    """Dispatches the last `list_all` could neither receive nor name.
+
+    From the server's total count; when not even one page arrived, 1 stands
+    for "at least one".
+    """
 
     def __init__(
         self,
@@ -264,7 +269,10 @@ class DispatchApi:
         if blocked:
             await self._list_pass(listing, reverse=True)
             await self._fetch_missing(listing)
-        self.unlisted = max(0, listing.total - len(listing.items))
+        if listing.total is not None:
+            self.unlisted = max(0, listing.total - len(listing.items))
+        else:  # not even one page arrived: at least the blocking one is missing
+            self.unlisted = 0 if listing.items else int(blocked)
         return list(listing.items.values())
 
     def _list_request(
@@ -314,8 +322,9 @@ class DispatchApi:
                     token = ""
                     seen_tokens.clear()
                 continue
-            if not reverse:
-                listing.total = response.pagination_info.total_items
+            listing.total = max(
+                listing.total or 0, response.pagination_info.total_items
+            )
             if not listing.add(response.dispatches, stop_at_seen=reverse):
                 return False  # the reverse pass met the forward one
             token = response.pagination_info.next_page_token
