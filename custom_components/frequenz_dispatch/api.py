@@ -192,7 +192,7 @@ class DispatchApi:
         if not api_key or not sendable(api_key):
             raise DispatchAuthError("the API key contains characters gRPC cannot send")
         self._channel = open_channel(url, certificates, api_key, sign_secret or None)
-        self._stub_: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
+        self._stub: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
         self.microgrid_id = microgrid_id
 
     @classmethod
@@ -234,10 +234,6 @@ class DispatchApi:
     async def close(self) -> None:
         """Close the gRPC channel."""
         await self._channel.close(None)
-
-    @property
-    def _stub(self) -> Any:
-        return self._stub_
 
     @overload
     async def list_all(self) -> list[ParsedDispatch]: ...
