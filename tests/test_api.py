@@ -546,3 +546,25 @@ async def test_only_dispatch_too_large_is_counted(
     assert api.unlisted == 1
     (item,) = await api.list_all({big: 1})
     assert _valid(item).id == big
+
+
+async def test_later_page_too_large_shrinks_the_pages(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """Page 1 fits, page 2 does not: the size shrinks for the pages after it.
+
+    (With api-common v1alpha8 the token carries the page size, so the listing
+    starts over at the smaller size, keeping what it has.)
+    """
+    big = {_big(dispatch_server, 40_000) for _ in range(10)}  # oldest: last pages
+    small = {
+        create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+        for _ in range(LIST_PAGE_SIZE)
+    }
+    dispatch_server.max_page_bytes = 300_000
+    dispatch_server.list_calls = 0
+    items = await api.list_all()
+    assert {item.id for item in items} == big | small
+    assert all(isinstance(item, ValidDispatch) for item in items)
+    assert api.unlisted == 0
+    assert dispatch_server.list_calls < 60
