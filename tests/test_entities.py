@@ -7,7 +7,7 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
-from homeassistant.components.binary_sensor import BinarySensorDeviceClass
+from homeassistant.components.binary_sensor import BinarySensorDeviceClass  # type: ignore[attr-defined,unused-ignore]
 from homeassistant.components.sensor import SensorDeviceClass
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.const import (

@@ -7,7 +7,7 @@ from functools import partial
 import hashlib
 from typing import Any
 
-from homeassistant.components.binary_sensor import (
+from homeassistant.components.binary_sensor import (  # type: ignore[attr-defined,unused-ignore]
     BinarySensorDeviceClass,
     BinarySensorEntity,
 )
