@@ -73,6 +73,7 @@ async def test_stream_create_update_delete(
     assert data == {
         "config_entry_id": coordinator.config_entry.entry_id,
         "microgrid_id": MICROGRID_ID,
+        "device_id": coordinator.device_id,
         "dispatch_id": dispatch_id,
         "type": "BATTERY_CHARGE",
         "active": True,
@@ -114,7 +115,7 @@ async def test_one_shot_starts_and_stops_exactly_once(
     started = recorder.of("started")[0]
     assert started["window_start"] == start.isoformat()
     assert started["window_end"] == (start + timedelta(minutes=5)).isoformat()
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert coordinator.run_of(dispatch_id) is not None
 
     await _go_to(hass, freezer, start + timedelta(minutes=4, seconds=59))
     assert recorder.kinds() == ["started"]
@@ -122,7 +123,7 @@ async def test_one_shot_starts_and_stops_exactly_once(
     assert recorder.kinds() == ["started", "stopped"]
     await _go_to(hass, freezer, start + timedelta(days=3))
     assert recorder.kinds() == ["started", "stopped"]
-    assert coordinator.scheduler.run_of(dispatch_id) is None
+    assert coordinator.run_of(dispatch_id) is None
 
 
 async def test_already_running_starts_at_sync(
@@ -240,7 +241,7 @@ async def test_update_while_running(
         dispatch_server.update(MICROGRID_ID, dispatch_id, **change)
         await wait_for(hass, recorder.count_is(len(recorder.events) + 1), str(change))
         assert recorder.events[-1][0] == "updated"
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert coordinator.run_of(dispatch_id) is not None
 
     # Shorten it: it now ends 10 minutes after its start, once.
     dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(minutes=10))
@@ -477,7 +478,7 @@ async def test_unload_cancels_everything(
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
-    assert coordinator.scheduler.running == {}
+    assert coordinator.running_count == 0
     await wait_for(hass, lambda: dispatch_server.open_streams == 0, "stream closed")
 
 
@@ -502,7 +503,7 @@ async def test_key_revoked_at_runtime_starts_reauth(
     flows = hass.config_entries.flow.async_progress()
     assert [flow["context"]["source"] for flow in flows] == ["reauth"]
     # The known dispatch keeps running; nothing was reported as deleted.
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert coordinator.run_of(dispatch_id) is not None
     assert recorder.kinds() == ["started"]
 
 

@@ -185,16 +185,31 @@ async def test_dispatch_sensor_lifecycle(
     assert attrs["window_start"] == start.isoformat()
     assert attrs["window_end"] == (start + 5 * MINUTE).isoformat()
     assert attrs["next_start"] is None
+    # Its last run has ended: the sensor leaves the registry (not the type's).
     await _go_to(hass, freezer, start + 5 * MINUTE)
-    assert _state(hass, entity_id) == STATE_OFF
-    assert _attrs(hass, entity_id)["window_start"] is None
+    assert not _registered(hass, entry, "binary_sensor", key)
+    assert hass.states.get(entity_id) is None
+    type_id = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    assert _state(hass, type_id) == STATE_OFF
+
+    # An update that gives it a run again brings it back, same entity ID.
+    later = start + 60 * MINUTE
+    dispatch_server.update(
+        MICROGRID_ID, dispatch_id, start_time=later, target=[7], payload={"x": 1}
+    )
+    await wait_for(
+        hass, lambda: _registered(hass, entry, "binary_sensor", key), "entity back"
+    )
+    assert _entity_id(hass, entry, "binary_sensor", key) == entity_id
+    attrs = _attrs(hass, entity_id)
+    assert (attrs["target"], attrs["payload"]) == ([7], {"x": 1})
+    assert attrs["next_start"] == later.isoformat()
 
     # An update through the stream shows up in the attributes.
-    dispatch_server.update(MICROGRID_ID, dispatch_id, target=[7], payload={"x": 1})
+    dispatch_server.update(MICROGRID_ID, dispatch_id, payload={"x": 2})
     await wait_for(
-        hass, lambda: _attrs(hass, entity_id)["target"] == [7], "update applied"
+        hass, lambda: _attrs(hass, entity_id)["payload"] == {"x": 2}, "update"
     )
-    assert _attrs(hass, entity_id)["payload"] == {"x": 1}
 
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
     await wait_for(
@@ -203,8 +218,9 @@ async def test_dispatch_sensor_lifecycle(
         "entity removed",
     )
     assert hass.states.get(entity_id) is None
-    # Its type has no dispatch left: that sensor is gone too.
-    assert not _registered(hass, entry, "binary_sensor", "type_battery_charge")
+    # Its type has no dispatch left: that sensor stays, off.
+    assert _state(hass, type_id) == STATE_OFF
+    assert _attrs(hass, type_id)["running_dispatch_ids"] == []
 
 
 async def test_recurring_dispatch_attributes(
@@ -242,11 +258,13 @@ async def test_recurring_dispatch_attributes(
     await _go_to(hass, freezer, start + 60 * MINUTE)
     assert _state(hass, entity_id) == STATE_ON
     assert _attrs(hass, entity_id)["next_start"] is None
+    # After its last run the sensor leaves the registry.
     await _go_to(hass, freezer, start + 70 * MINUTE)
-    assert _state(hass, entity_id) == STATE_OFF
+    assert hass.states.get(entity_id) is None
+    assert not _registered(hass, entry, "binary_sensor", f"dispatch_{dispatch_id}")
 
 
-async def test_deleted_while_unloaded_is_removed_on_setup(
+async def test_gone_while_unloaded_is_removed_on_setup(
     hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
 ) -> None:
     later = dt_util.utcnow() + timedelta(days=1)
@@ -261,7 +279,10 @@ async def test_deleted_while_unloaded_is_removed_on_setup(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert not _registered(hass, entry, "binary_sensor", f"dispatch_{gone}")
-    assert not _registered(hass, entry, "binary_sensor", "type_gone")
+    # A type sensor stays (off) when its last dispatch goes.
+    type_gone = _entity_id(hass, entry, "binary_sensor", "type_gone")
+    assert _state(hass, type_gone) == STATE_OFF
+    assert _attrs(hass, type_gone)["running_dispatch_ids"] == []
     assert _registered(hass, entry, "binary_sensor", f"dispatch_{kept}")
     assert _registered(hass, entry, "binary_sensor", "type_battery_charge")
     assert _registered(hass, entry, "binary_sensor", "api_connection")
@@ -392,31 +413,28 @@ async def test_types_with_the_same_slug_get_their_own_sensor(
         "Microgrid 42 BATTERY_CHARGE running": STATE_ON,
         "Microgrid 42 battery charge running": STATE_OFF,
     }
-    # Removing one type's last dispatch keeps the other type's sensor.
+    # Removing one type's last dispatch keeps both type sensors.
+    recorder = EventRecorder().attach(hass)
     dispatch_server.delete(MICROGRID_ID, spaced)
-    await wait_for(
-        hass,
-        lambda: (
-            len(
-                [
-                    item
-                    for item in er.async_entries_for_config_entry(
-                        registry, entry.entry_id
-                    )
-                    if item.translation_key == "dispatch_type"
-                ]
-            )
-            == 1
-        ),
-        "one type sensor left",
-    )
-    [left] = [
+    await wait_for(hass, lambda: recorder.kinds() == ["deleted"], "deleted")
+    await settle(hass, 0.1)
+    after = {
         item.entity_id
         for item in er.async_entries_for_config_entry(registry, entry.entry_id)
         if item.translation_key == "dispatch_type"
-    ]
-    assert _state(hass, left) == STATE_ON
-    assert _attrs(hass, left)["running_dispatch_ids"] == [upper]
+    }
+    assert after == set(type_sensors)
+    names = {
+        _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME]: (
+            _state(hass, entity_id),
+            _attrs(hass, entity_id)["running_dispatch_ids"],
+        )
+        for entity_id in type_sensors
+    }
+    assert names == {
+        "Microgrid 42 BATTERY_CHARGE running": (STATE_ON, [upper]),
+        "Microgrid 42 battery charge running": (STATE_OFF, []),
+    }
 
 
 # -- event entity ------------------------------------------------------------------

@@ -35,9 +35,12 @@ async def async_setup_entry(
             translation_domain=DOMAIN, translation_key="invalid_url"
         ) from err
     coordinator = FrequenzDispatchCoordinator(hass, entry, api)
-    # On failure HA runs the entry's unload callbacks: the coordinator's
-    # shutdown closes the channel.
-    await coordinator.async_config_entry_first_refresh()
+    try:
+        await coordinator.async_setup()
+    except BaseException:
+        await coordinator.async_shutdown()
+        raise
+    entry.async_on_unload(coordinator.async_shutdown)
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # Runs already under way are reported once automations can see them.
