@@ -148,3 +148,24 @@ async def setup_and_follow(
     coordinator: FrequenzDispatchCoordinator = entry.runtime_data
     await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
     return coordinator, recorder
+
+
+class StateWrites:
+    """Counts the state writes of every entity (HA's state machine entry point)."""
+
+    def __init__(self, hass: HomeAssistant, monkeypatch: Any) -> None:
+        """Start counting."""
+        self.entity_ids: list[str] = []
+        machine = type(hass.states)
+        original = machine.async_set_internal
+
+        def counting(states: Any, entity_id: str, *args: Any, **kwargs: Any) -> None:
+            self.entity_ids.append(entity_id)
+            original(states, entity_id, *args, **kwargs)
+
+        # The state machine has slots: count on its class.
+        monkeypatch.setattr(machine, "async_set_internal", counting)
+
+    def clear(self) -> None:
+        """Forget what was counted."""
+        self.entity_ids.clear()

@@ -546,3 +546,69 @@ async def test_api_key_never_logged_or_sent_in_events(
     assert "Dispatch API for microgrid 42 is unreachable" in caplog.text
     assert API_KEY not in caplog.text
     assert API_KEY not in repr(recorder.events)
+
+
+def _broken_copy(
+    held: dispatch_pb2.Dispatch, update_time: datetime
+) -> dispatch_pb2.Dispatch:
+    """A version of `held` that cannot be read (interval 0 with a frequency)."""
+    message = dispatch_pb2.Dispatch()
+    message.CopyFrom(held)
+    message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_HOURLY
+    message.data.recurrence.interval = 0
+    message.metadata.update_time.FromDatetime(update_time.replace(tzinfo=None))
+    return message
+
+
+async def test_older_valid_version_after_a_malformed_one_is_ignored(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """A lagging listing cannot bring back the version a malformed one replaced."""
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    held = dispatch_server.raw_dispatches(MICROGRID_ID)[0]
+    dispatch_server.insert_raw(
+        MICROGRID_ID, _broken_copy(held, t0 + timedelta(seconds=1))
+    )
+    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    assert recorder.kinds() == ["started", "stopped"]
+    # The listing lags: it still has the older, valid version.
+    dispatch_server.insert_raw(MICROGRID_ID, held, notify=False)
+    freezer.tick(60)  # a healthy, long-lived stream: reopen without delay
+    lists = dispatch_server.list_calls
+    await dispatch_server.end_streams()
+    await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream reopened")
+    await settle(hass, 0.2)
+    assert dispatch_id not in coordinator.data
+    assert recorder.kinds() == ["started", "stopped"]
+    assert set(coordinator.malformed) == {dispatch_id}
+
+
+async def test_tombstones_are_dropped_once_a_listing_confirms(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """Deleted ids are remembered only until a listing no longer has them."""
+    ids = [
+        _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
+        for _ in range(5)
+    ]
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    for dispatch_id in ids:
+        dispatch_server.delete(MICROGRID_ID, dispatch_id)
+    await wait_for(hass, lambda: not coordinator.data, "deleted")
+    assert coordinator.tombstones == 5
+    freezer.tick(60)
+    lists = dispatch_server.list_calls
+    await dispatch_server.end_streams()
+    await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
+    await wait_for(hass, lambda: coordinator.tombstones == 0, "tombstones dropped")
+    assert recorder.kinds() == ["deleted"] * 5

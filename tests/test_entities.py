@@ -33,6 +33,7 @@ from dispatch_sim.server import DispatchSimulator
 
 from .common import (
     EventRecorder,
+    StateWrites,
     create_dispatch as _create,
     go_to as _go_to,
     settle,
@@ -286,6 +287,105 @@ async def test_gone_while_unloaded_is_removed_on_setup(
     assert _registered(hass, entry, "binary_sensor", f"dispatch_{kept}")
     assert _registered(hass, entry, "binary_sensor", "type_battery_charge")
     assert _registered(hass, entry, "binary_sensor", "api_connection")
+
+
+async def test_type_change_renames_the_dispatch_sensor(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    entry = await _setup(hass, entry_data, dispatch_server)
+    entity_id = _entity_id(hass, entry, "binary_sensor", f"dispatch_{dispatch_id}")
+    name = f"Microgrid 42 Dispatch {dispatch_id} (BATTERY_CHARGE)"
+    assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == name
+    dispatch_server.update(MICROGRID_ID, dispatch_id, type="PV_LIMIT")
+    await wait_for(
+        hass, lambda: _attrs(hass, entity_id)["type"] == "PV_LIMIT", "type changed"
+    )
+    assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == (
+        f"Microgrid 42 Dispatch {dispatch_id} (PV_LIMIT)"
+    )
+    registry_entry = er.async_get(hass).async_get(entity_id)
+    assert registry_entry is not None
+    assert registry_entry.original_name == f"Dispatch {dispatch_id} (PV_LIMIT)"
+    assert _registered(hass, entry, "binary_sensor", "type_pv_limit")
+
+
+# -- work per change --------------------------------------------------------------
+
+
+async def test_one_stream_message_writes_only_what_it_changes(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [
+        _create(dispatch_server, start_time=t0 + (i + 1) * MINUTE, duration=MINUTE)
+        for i in range(20)
+    ]
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    entry = await _setup(hass, entry_data, dispatch_server)
+    recorder = EventRecorder().attach(hass)
+    writes = StateWrites(hass, monkeypatch)
+    changed = ids[10]
+    dispatch_server.update(MICROGRID_ID, changed, payload={"power_w": 1})
+    await wait_for(hass, lambda: recorder.kinds() == ["updated"], "updated")
+    await settle(hass, 0.1)
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{changed}"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
+    # The running one's payload: its sensor; the type's set does not change.
+    writes.clear()
+    dispatch_server.update(MICROGRID_ID, running, payload={"power_w": 2})
+    await wait_for(hass, lambda: len(recorder.events) == 2, "updated again")
+    await settle(hass, 0.1)
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{running}"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("others", [10, 300])
+async def test_a_start_costs_the_same_at_any_size(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    others: int,
+) -> None:
+    """Work at a start does not grow with the number of dispatches."""
+    for i in range(others):
+        _create(
+            dispatch_server, start_time=t0 + timedelta(days=1, minutes=i), duration=None
+        )
+    start = t0 + 5 * MINUTE
+    starting = _create(dispatch_server, start_time=start, duration=MINUTE, type="X")
+    entry = await _setup(hass, entry_data, dispatch_server)
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    writes = StateWrites(hass, monkeypatch)
+    evaluations = coordinator.evaluations
+    await _go_to(hass, freezer, start)
+    assert coordinator.evaluations - evaluations == 1
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{starting}"),
+            _entity_id(hass, entry, "binary_sensor", "type_x"),
+            _entity_id(hass, entry, "sensor", "running_dispatches"),
+            _entity_id(hass, entry, "sensor", "next_start"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
 
 
 # -- one binary sensor per dispatch type ---------------------------------------
