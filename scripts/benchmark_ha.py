@@ -249,7 +249,7 @@ class Bench:
             await self.hass.async_block_till_done()
             sync = time.perf_counter() - began
         finally:
-            entity_platform.EntityPlatform._async_add_entity = original  # type: ignore[method-assign,assignment]
+            entity_platform.EntityPlatform._async_add_entity = original  # type: ignore[method-assign]
         self.coordinator = entry.runtime_data
         entities = len(self.hass.states.async_entity_ids())
         self.figures["initial sync"] = f"{sync:.2f} s ({entities} entities)"
