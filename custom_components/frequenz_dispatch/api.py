@@ -1,30 +1,62 @@
 """The only module that talks gRPC: list and stream dispatches of one microgrid.
 
-We build on `DispatchApiClient` for the connection (URL parsing, TLS, API key
-and signing interceptors) and its types, but drive the two RPCs ourselves:
-the client converts a whole page at once (one malformed dispatch would lose the
-page) and its stream helper retries on its own without telling us, while we
-must re-list after every stream restart.
+We use the client library's types, but open the channel ourselves
+(`channel.py`: checked URL, certificate files read off the loop, a 16 MiB
+receive limit) and drive the RPCs ourselves: the client converts a whole page
+at once (one malformed dispatch would lose the page), its stream helper
+retries on its own without telling us, while we must re-list after every
+stream restart, and it maps no errors.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Self
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any, Self, overload
 
-from frequenz.api.dispatch.v1 import dispatch_pb2
-from frequenz.client.dispatch import DispatchApiClient
+from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
+from frequenz.client.base.conversion import to_timestamp
+from frequenz.client.dispatch.recurrence import RecurrenceRule
 from frequenz.client.dispatch.types import Dispatch, Event
+from google.protobuf.struct_pb2 import Struct
 import grpc
 
+from .channel import (
+    Certificates,
+    InvalidServerUrl,
+    open_channel,
+    parse_server_url,
+    read_certificates,
+    sendable,
+)
+from .const import LOGGER
 from .event_data import dispatch_data
 from .schedule import InvalidDispatchError, Schedule
+from .targets import target_to_protobuf
 
 _AUTH_CODES = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 )
 _CLEAN_END_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED})
 LIST_PAGE_SIZE = 100
+CALL_TIMEOUT_S = 60.0
+STREAM_TIMEOUT_S = 300.0
+"""The stream call's deadline: it then ends cleanly and is opened again."""
+_SIZE_WITH_TOKEN = (
+    dispatch_pb2.ListMicrogridDispatchesRequest.DESCRIPTOR.fields_by_name[
+        "pagination_params"
+    ]
+    .message_type.fields_by_name["page_size"]
+    .containing_oneof
+    is None
+)
+"""Whether a request can give the page size along with a page token.
+
+In frequenz-api-common v1alpha8 the two are a oneof (the token carries the
+size); older message modules have both, and a server may then fall back to
+its default size when a token comes without one.
+"""
+UNLISTABLE_REASON = "too large to receive, even alone; it is ignored"
 
 
 class DispatchApiError(Exception):
@@ -43,27 +75,83 @@ class DispatchInvalidUrlError(DispatchApiError):
     """The server URL cannot be used."""
 
 
+class DispatchInvalidInputError(DispatchApiError):
+    """The server (or this module, before sending) refused the input of a write."""
+
+
+class DispatchNotFoundError(DispatchApiError):
+    """The dispatch does not exist (any more)."""
+
+
+class DispatchWriteDeniedError(DispatchApiError):
+    """The server refused a write with this key (e.g. a read-only key).
+
+    Not a reason to re-authenticate: the same key may still read.
+    """
+
+
+def version_of(stamp: Any) -> int:
+    """An update time as exact integer nanoseconds since the epoch."""
+    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
+
+
+def _version_from_datetime(value: datetime) -> int:
+    """Nanoseconds of a datetime, exact to its microsecond."""
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + (
+        delta.microseconds * 1_000
+    )
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 @dataclass(frozen=True, slots=True)
 class ValidDispatch:
     """A dispatch we understood, with its compiled schedule."""
 
     dispatch: Dispatch
     schedule: Schedule
+    update_ns: int | None = None
+    """The exact update time from the server; see `version`."""
 
     @property
     def id(self) -> int:
         """The dispatch id."""
         return int(self.dispatch.id)
 
+    @property
+    def version(self) -> int:
+        """The exact version: the server's update time in integer nanoseconds.
+
+        Compare this, never `dispatch.update_time` (the client's datetime
+        drops the nanoseconds, and floats can round). Items built without
+        `update_ns` fall back to the microseconds of `dispatch.update_time`.
+        """
+        if self.update_ns is not None:
+            return self.update_ns
+        return _version_from_datetime(self.dispatch.update_time)
+
 
 @dataclass(frozen=True, slots=True)
 class MalformedDispatch:
-    """A dispatch the server sent that we cannot interpret."""
+    """A dispatch the server sent that we cannot interpret (or cannot receive)."""
 
     id: int
     reason: str
     update_time: datetime | None = None
     """When the server last changed it, if even that could be read."""
+    version: int | None = None
+    """The exact version (integer nanoseconds), None if unreadable or unknown."""
+    unlistable: bool = False
+    """True if it is too large to be received even alone: its content is unknown."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unchanged:
+    """A listed dispatch whose version equals the one the caller knows."""
+
+    id: int
 
 
 type ParsedDispatch = ValidDispatch | MalformedDispatch
@@ -80,38 +168,177 @@ class StreamUpdate:
 def parse_dispatch(message: Any) -> ParsedDispatch:
     """Convert one protobuf dispatch, never raising for bad content."""
     dispatch_id = int(message.metadata.dispatch_id)
+    version = _version(message)
     try:
         if not message.data.HasField("start_time"):
             raise InvalidDispatchError("start_time is missing")
         dispatch = Dispatch.from_protobuf(message)
         schedule = Schedule(dispatch)
         dispatch_data(dispatch)  # what cannot be shown in events is malformed too
-        return ValidDispatch(dispatch, schedule)
+        return ValidDispatch(dispatch, schedule, version)
     except Exception as err:  # any bad content skips just this dispatch
         return MalformedDispatch(
-            dispatch_id, str(err) or type(err).__name__, _update_time(message)
+            dispatch_id,
+            str(err) or type(err).__name__,
+            _update_time(message),
+            version,
         )
 
 
+def _version(message: Any) -> int | None:
+    if not message.metadata.HasField("update_time"):
+        return None
+    return version_of(message.metadata.update_time)
+
+
 def _update_time(message: Any) -> datetime | None:
-    """The update time of a malformed dispatch, None if unreadable too."""
+    """The exact update time (to the microsecond), None if unreadable."""
+    stamp = message.metadata.update_time
     try:
-        return datetime.fromtimestamp(
-            message.metadata.update_time.ToNanoseconds() / 1e9, UTC
+        return datetime.fromtimestamp(int(stamp.seconds), UTC) + timedelta(
+            microseconds=int(stamp.nanos) // 1_000
         )
     except (ValueError, OverflowError, OSError):
         return None
 
 
-def _map_error(err: grpc.aio.AioRpcError) -> DispatchApiError:
+def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApiError:
     """Map a gRPC failure to our exception hierarchy."""
-    if err.code() in _AUTH_CODES:
+    code = err.code()
+    if code in _AUTH_CODES:
+        if write:
+            return DispatchWriteDeniedError(err.details() or "write refused")
         return DispatchAuthError(err.details() or "authentication failed")
-    return DispatchConnectionError(f"{err.code().name}: {err.details()}")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return DispatchInvalidInputError(err.details() or "invalid input")
+    if code is grpc.StatusCode.NOT_FOUND:
+        return DispatchNotFoundError(err.details() or "dispatch not found")
+    return DispatchConnectionError(f"{code.name}: {err.details()}")
+
+
+def _payload(payload: Mapping[str, Any]) -> Struct:
+    """A JSON-like mapping as a protobuf Struct."""
+    struct = Struct()
+    try:
+        struct.update(payload)
+    except (ValueError, TypeError) as err:
+        raise DispatchInvalidInputError(f"payload: {err}") from err
+    return struct
+
+
+def _target(target: list[int] | list[str]) -> dispatch_pb2.TargetComponents:
+    try:
+        return target_to_protobuf(target)
+    except ValueError as err:
+        raise DispatchInvalidInputError(f"target: {err}") from err
+
+
+def _timestamp(name: str, value: datetime) -> Any:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise DispatchInvalidInputError(f"{name} must carry a time zone")
+    return to_timestamp(value)
+
+
+def _seconds(duration: timedelta) -> int:
+    seconds = duration.total_seconds()
+    if not 0 <= seconds < 2**32:
+        raise DispatchInvalidInputError("duration must be positive")
+    return round(seconds)
+
+
+def _recurrence(rule: RecurrenceRule | None) -> dispatch_pb2.RecurrenceRule:
+    if rule is None:
+        return dispatch_pb2.RecurrenceRule()
+    try:
+        return rule.to_protobuf()
+    except (ValueError, TypeError) as err:
+        raise DispatchInvalidInputError(f"recurrence: {err}") from err
+
+
+_RECURRENCE_PATHS = (
+    "recurrence.freq",
+    "recurrence.interval",
+    "recurrence.end_criteria",
+    "recurrence.byminutes",
+    "recurrence.byhours",
+    "recurrence.byweekdays",
+    "recurrence.bymonthdays",
+    "recurrence.bymonths",
+)
+"""All sub-paths, as the official client sends them: the whole rule is replaced."""
+
+
+def _update_request(
+    microgrid_id: int, dispatch_id: int, changes: Mapping[str, Any]
+) -> dispatch_pb2.UpdateMicrogridDispatchRequest:
+    """Build the request and field mask of `DispatchApi.update`."""
+    request = dispatch_pb2.UpdateMicrogridDispatchRequest(
+        microgrid_id=microgrid_id, dispatch_id=dispatch_id
+    )
+    update = request.update
+    paths = request.update_mask.paths
+    for key, value in changes.items():
+        match key:
+            case "type" | "dry_run":
+                raise DispatchInvalidInputError(
+                    f"the Dispatch API cannot change the {key} of a dispatch"
+                )
+            case "start_time":
+                update.start_time.CopyFrom(_timestamp(key, value))
+                paths.append(key)
+            case "duration":
+                if value is not None:
+                    update.duration = _seconds(value)
+                paths.append(key)
+            case "target":
+                update.target.CopyFrom(_target(value))
+                paths.append(key)
+            case "payload":
+                update.payload.CopyFrom(_payload(value))
+                paths.append(key)
+            case "active":
+                update.is_active = bool(value)
+                paths.append("is_active")
+            case "recurrence":
+                # Same fields and numbers, another message type.
+                update.recurrence.ParseFromString(
+                    _recurrence(value).SerializeToString()
+                )
+                paths.extend(_RECURRENCE_PATHS)
+            case _:
+                raise DispatchInvalidInputError(f"unknown field: {key}")
+    return request
+
+
+class _Listing:
+    """What one `list_all` has collected so far."""
+
+    def __init__(self, known: Mapping[int, int]) -> None:
+        self.known = known
+        self.items: dict[int, ParsedDispatch | Unchanged] = {}
+        self.total = 0
+
+    def add(self, messages: Iterable[Any], *, stop_at_seen: bool) -> bool:
+        """Take a page; False if `stop_at_seen` and it reached a listed id."""
+        for message in messages:
+            dispatch_id = int(message.metadata.dispatch_id)
+            if dispatch_id in self.items:
+                if stop_at_seen:
+                    return False
+                continue
+            version = _version(message)
+            if version is not None and self.known.get(dispatch_id) == version:
+                self.items[dispatch_id] = Unchanged(dispatch_id)
+            else:
+                self.items[dispatch_id] = parse_dispatch(message)
+        return True
 
 
 class DispatchApi:
     """Access to the dispatches of one microgrid."""
+
+    unlisted: int = 0
+    """Dispatches the last `list_all` could neither receive nor name."""
 
     def __init__(
         self,
@@ -119,17 +346,54 @@ class DispatchApi:
         api_key: str,
         microgrid_id: int,
         sign_secret: str | None = None,
+        *,
+        certificates: Certificates | None = None,
     ) -> None:
-        """Build the client; raises DispatchInvalidUrlError for a bad URL."""
+        """Open a (lazily connecting) channel.
+
+        Raises DispatchInvalidUrlError for a bad URL and DispatchAuthError for
+        a key gRPC cannot send. Certificate files the URL names are read here
+        unless `certificates` are given: on the event loop use `async_open`.
+        """
         try:
-            self._client = DispatchApiClient(
-                server_url=server_url,
-                auth_key=api_key,
-                sign_secret=sign_secret or None,
-            )
-        except ValueError as err:
+            url = parse_server_url(server_url)
+            if certificates is None:
+                certificates = read_certificates(url)
+        except InvalidServerUrl as err:
             raise DispatchInvalidUrlError(str(err)) from err
+        if not api_key or not sendable(api_key):
+            raise DispatchAuthError("the API key contains characters gRPC cannot send")
+        self._channel = open_channel(url, certificates, api_key, sign_secret or None)
+        self._stub_: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
         self.microgrid_id = microgrid_id
+
+    @classmethod
+    async def async_open(
+        cls,
+        server_url: str,
+        api_key: str,
+        microgrid_id: int,
+        sign_secret: str | None = None,
+        *,
+        run_blocking: Callable[[Callable[[], Certificates]], Awaitable[Certificates]],
+    ) -> Self:
+        """Like the constructor, reading certificate files through `run_blocking`.
+
+        In Home Assistant pass `hass.async_add_executor_job`. (The channel
+        itself must be made on the loop: grpc.aio binds it to the running loop.)
+        """
+        try:
+            url = parse_server_url(server_url)
+            certificates = (
+                await run_blocking(partial(read_certificates, url))
+                if url.names_files
+                else Certificates()
+            )
+        except InvalidServerUrl as err:
+            raise DispatchInvalidUrlError(str(err)) from err
+        return cls(
+            server_url, api_key, microgrid_id, sign_secret, certificates=certificates
+        )
 
     async def __aenter__(self) -> Self:
         """Use as an async context manager that closes the channel."""
@@ -141,37 +405,208 @@ class DispatchApi:
 
     async def close(self) -> None:
         """Close the gRPC channel."""
-        await self._client.disconnect()
+        await self._channel.close(None)
 
     @property
     def _stub(self) -> Any:
-        return self._client.stub
+        return self._stub_
 
-    async def list_all(self) -> list[ParsedDispatch]:
-        """Fetch every dispatch of the microgrid, following all pages."""
+    @overload
+    async def list_all(self) -> list[ParsedDispatch]: ...
+
+    @overload
+    async def list_all(
+        self, known: Mapping[int, int]
+    ) -> list[ParsedDispatch | Unchanged]: ...
+
+    async def list_all(
+        self, known: Mapping[int, int] | None = None
+    ) -> list[ParsedDispatch] | list[ParsedDispatch | Unchanged]:
+        """Fetch every dispatch of the microgrid, following all pages.
+
+        `known` maps dispatch ids to the version (`ValidDispatch.version`)
+        the caller holds; a listed dispatch with that same version comes back
+        as `Unchanged(id)`, without being parsed.
+
+        A page the client cannot receive (RESOURCE_EXHAUSTED) is asked again
+        at half the size, down to one dispatch. A dispatch that cannot be
+        received even alone blocks paging in that order: the rest is listed
+        from the other end, and the known ids still missing are fetched one by
+        one; one that is too large comes back as a `MalformedDispatch` with
+        `unlistable=True`. Unknown dispatches that stay out of reach are
+        counted in `unlisted`.
+        """
+        listing = _Listing(known or {})
+        blocked = await self._list_pass(listing, reverse=False)
+        if blocked:
+            await self._list_pass(listing, reverse=True)
+            await self._fetch_missing(listing)
+        self.unlisted = max(0, listing.total - len(listing.items))
+        return list(listing.items.values())
+
+    def _list_request(
+        self, *, reverse: bool, page_size: int, token: str
+    ) -> dispatch_pb2.ListMicrogridDispatchesRequest:
         request = dispatch_pb2.ListMicrogridDispatchesRequest(
             microgrid_id=self.microgrid_id
         )
-        # Set through the field: the message's module differs between
+        if reverse:
+            request.sort_options.sort_field = dispatch_pb2.SORT_FIELD_CREATE_TIME
+            request.sort_options.sort_order = dispatch_pb2.SORT_ORDER_ASCENDING
+        # Set through the fields: the message's module differs between
         # frequenz-api-common versions.
-        request.pagination_params.page_size = LIST_PAGE_SIZE
-        timeout = self._client.call_timeout.total_seconds()
-        result: list[ParsedDispatch] = []
-        try:
-            while True:
+        params = request.pagination_params
+        if token:
+            params.page_token = token
+        if not token or _SIZE_WITH_TOKEN:
+            params.page_size = page_size
+        return request
+
+    async def _list_pass(self, listing: "_Listing", *, reverse: bool) -> bool:
+        """Page through in one order; True if a too large dispatch stopped it."""
+        page_size = LIST_PAGE_SIZE
+        token = ""
+        seen_tokens: set[str] = set()
+        while True:
+            request = self._list_request(
+                reverse=reverse, page_size=page_size, token=token
+            )
+            try:
                 response = await self._stub.ListMicrogridDispatches(
-                    request, timeout=timeout
+                    request, timeout=self._timeout
                 )
-                result.extend(parse_dispatch(d) for d in response.dispatches)
-                token = response.pagination_info.next_page_token
-                if not token:
-                    return result
-                if token == request.pagination_params.page_token:
-                    raise DispatchConnectionError("the server repeated a page token")
-                request.pagination_params.Clear()
-                request.pagination_params.page_token = token
+            except grpc.aio.AioRpcError as err:
+                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _map_error(err) from err
+                if page_size == 1:
+                    LOGGER.warning(
+                        "A dispatch of microgrid %s is too large to receive",
+                        self.microgrid_id,
+                    )
+                    return True
+                page_size = max(1, page_size // 2)
+                if token and not _SIZE_WITH_TOKEN:
+                    # The token fixes the page size: start over at the new
+                    # size, keeping what was received.
+                    token = ""
+                    seen_tokens.clear()
+                continue
+            if not reverse:
+                listing.total = response.pagination_info.total_items
+            if not listing.add(response.dispatches, stop_at_seen=reverse):
+                return False  # the reverse pass met the forward one
+            token = response.pagination_info.next_page_token
+            if not token:
+                return False
+            if token in seen_tokens:
+                raise DispatchConnectionError("the server's page tokens repeat")
+            seen_tokens.add(token)
+
+    async def _fetch_missing(self, listing: "_Listing") -> None:
+        """Fetch, one by one, the known dispatches a blocked listing missed."""
+        for dispatch_id in listing.known.keys() - listing.items.keys():
+            request = dispatch_pb2.GetMicrogridDispatchRequest(
+                microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+            )
+            try:
+                response = await self._stub.GetMicrogridDispatch(
+                    request, timeout=self._timeout
+                )
+            except grpc.aio.AioRpcError as err:
+                if err.code() is grpc.StatusCode.NOT_FOUND:
+                    continue  # deleted
+                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                    raise _map_error(err) from err
+                listing.items[dispatch_id] = MalformedDispatch(
+                    dispatch_id, UNLISTABLE_REASON, unlistable=True
+                )
+                continue
+            listing.add([response.dispatch], stop_at_seen=False)
+
+    async def _call(self, call: Awaitable[Any], *, write: bool) -> Any:
+        try:
+            return await call
         except grpc.aio.AioRpcError as err:
-            raise _map_error(err) from err
+            raise _map_error(err, write=write) from err
+
+    @property
+    def _timeout(self) -> float:
+        return CALL_TIMEOUT_S
+
+    async def create(
+        self,
+        *,
+        dispatch_type: str,
+        start_time: datetime,
+        duration: timedelta | None,
+        target: list[int] | list[str],
+        payload: Mapping[str, Any],
+        active: bool = True,
+        dry_run: bool = False,
+        recurrence: RecurrenceRule | None = None,
+    ) -> ParsedDispatch:
+        """Create a dispatch; return it as the server stored it.
+
+        Raises DispatchInvalidInputError (also for input refused before
+        sending), DispatchWriteDeniedError or DispatchConnectionError.
+        """
+        data = dispatch_pb2.DispatchData(
+            type=dispatch_type,
+            start_time=_timestamp("start_time", start_time),
+            duration=None if duration is None else _seconds(duration),
+            target=_target(target),
+            is_active=active,
+            is_dry_run=dry_run,
+            payload=_payload(payload),
+            recurrence=_recurrence(recurrence),
+        )
+        request = dispatch_pb2.CreateMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_data=data
+        )
+        response = await self._call(
+            self._stub.CreateMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+        return parse_dispatch(response.dispatch)
+
+    async def update(
+        self, dispatch_id: int, changes: Mapping[str, Any]
+    ) -> ParsedDispatch:
+        """Change the given fields of a dispatch; return the new version.
+
+        Keys: "start_time", "duration" (None = open-ended), "target",
+        "payload" (replaced whole), "active", "recurrence" (a RecurrenceRule,
+        None removes it). "type" and "dry_run" cannot be changed through the
+        API: DispatchInvalidInputError. Raises as `create`, and
+        DispatchNotFoundError.
+        """
+        request = _update_request(self.microgrid_id, dispatch_id, changes)
+        response = await self._call(
+            self._stub.UpdateMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+        return parse_dispatch(response.dispatch)
+
+    async def delete(self, dispatch_id: int) -> None:
+        """Delete a dispatch (DispatchNotFoundError if it does not exist)."""
+        request = dispatch_pb2.DeleteMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+        )
+        await self._call(
+            self._stub.DeleteMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+
+    async def get(self, dispatch_id: int) -> ParsedDispatch:
+        """Fetch one dispatch (DispatchNotFoundError if it does not exist)."""
+        request = dispatch_pb2.GetMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+        )
+        response = await self._call(
+            self._stub.GetMicrogridDispatch(request, timeout=self._timeout),
+            write=False,
+        )
+        return parse_dispatch(response.dispatch)
 
     def open_stream(self) -> "DispatchStream":
         """Open the change stream now; iterate it to receive the changes.
@@ -183,9 +618,7 @@ class DispatchApi:
             microgrid_id=self.microgrid_id
         )
         return DispatchStream(
-            self._stub.StreamMicrogridDispatches(
-                request, timeout=self._client.stream_timeout.total_seconds()
-            )
+            self._stub.StreamMicrogridDispatches(request, timeout=STREAM_TIMEOUT_S)
         )
 
 
