@@ -333,7 +333,8 @@ async def test_reconcile_after_restart(
     await dispatch_server.stop()
     await wait_for(hass, lambda: not coordinator.connected, "disconnected")
     assert "unreachable" in caplog.text
-    # Changes while the server is down.
+    # Changes while the server is down (a real server's update time moves on).
+    freezer.tick(1)
     dispatch_server.update(MICROGRID_ID, changed, payload={"v": 2})
     dispatch_server.delete(MICROGRID_ID, removed)
     added = _create(dispatch_server, start_time=later, duration=timedelta(minutes=5))
@@ -612,3 +613,30 @@ async def test_tombstones_are_dropped_once_a_listing_confirms(
     await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
     await wait_for(hass, lambda: coordinator.tombstones == 0, "tombstones dropped")
     assert recorder.kinds() == ["deleted"] * 5
+
+
+async def test_versions_are_compared_exactly(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """An older version within the same microsecond is still older."""
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    held = dispatch_server.raw_dispatches(MICROGRID_ID)[0]
+    newer = dispatch_pb2.Dispatch()
+    newer.CopyFrom(held)
+    newer.data.payload.update({"power_w": 1})
+    newer.metadata.update_time.seconds = int((t0 + timedelta(seconds=5)).timestamp())
+    newer.metadata.update_time.nanos = 123_456_500
+    dispatch_server.insert_raw(MICROGRID_ID, newer)
+    await wait_for(hass, lambda: recorder.kinds() == ["started", "updated"], "update")
+    stale = _broken_copy(newer, t0)
+    stale.metadata.update_time.CopyFrom(newer.metadata.update_time)
+    stale.metadata.update_time.nanos = 123_456_400  # same microsecond, older
+    dispatch_server.insert_raw(MICROGRID_ID, stale)
+    await settle(hass, 0.3)
+    assert dispatch_id in coordinator.data
+    assert coordinator.malformed == {}
+    assert recorder.kinds() == ["started", "updated"]

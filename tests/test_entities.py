@@ -524,14 +524,14 @@ async def test_types_with_the_same_slug_get_their_own_sensor(
         if item.translation_key == "dispatch_type"
     }
     assert after == set(type_sensors)
-    names = {
+    shown: dict[str, tuple[str, list[int]]] = {
         _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME]: (
             _state(hass, entity_id),
             _attrs(hass, entity_id)["running_dispatch_ids"],
         )
         for entity_id in type_sensors
     }
-    assert names == {
+    assert shown == {
         "Microgrid 42 BATTERY_CHARGE running": (STATE_ON, [upper]),
         "Microgrid 42 battery charge running": (STATE_OFF, []),
     }

@@ -16,7 +16,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
@@ -36,6 +36,7 @@ from .api import (
     MalformedDispatch,
     ParsedDispatch,
     StreamUpdate,
+    Unchanged,
     ValidDispatch,
 )
 from .const import (
@@ -77,9 +78,6 @@ CHUNK = 250
 MAX_TOMBSTONES = 10_000
 """Deleted ids remembered at most (the oldest are forgotten first)."""
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
 type RunningState = dict[int, tuple[ValidDispatch, Run]]
 """Reported runs that have not stopped yet, by dispatch id."""
 
@@ -112,18 +110,6 @@ class DispatchState:
 class _Malformed:
     reason: str
     version: int | None
-
-
-def _version(item: ParsedDispatch) -> int | None:
-    """The server's update time of a version in microseconds, None if unknown."""
-    when = (
-        item.dispatch.update_time
-        if isinstance(item, ValidDispatch)
-        else item.update_time
-    )
-    if when is None:
-        return None
-    return (when - _EPOCH) // _MICROSECOND
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -281,7 +267,7 @@ class FrequenzDispatchCoordinator:
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
-            parsed = await self.api.list_all()
+            parsed = await self.api.list_all(self._known_versions())
         except DispatchAuthError as err:
             stream.cancel()
             raise ConfigEntryAuthFailed(
@@ -359,7 +345,7 @@ class FrequenzDispatchCoordinator:
                 if updates is None:
                     updates = self.api.open_stream()
                 if relist:
-                    parsed = await self.api.list_all()
+                    parsed = await self.api.list_all(self._known_versions())
                     self._set_connected(True)
                     await self._reconcile(parsed, announce=True)
                 # A stream that stays open this long counts as healthy even
@@ -441,16 +427,28 @@ class FrequenzDispatchCoordinator:
         if self._flush_handle is None:
             self._flush_handle = self.hass.loop.call_soon(self._flush)
 
-    async def _reconcile(self, parsed: list[ParsedDispatch], *, announce: bool) -> None:
+    def _known_versions(self) -> dict[int, int]:
+        """The version we hold of every dispatch: the listing skips those."""
+        known = {i: state.item.version for i, state in self._states.items()}
+        for dispatch_id, bad in self._malformed.items():
+            if bad.version is not None:
+                known[dispatch_id] = bad.version
+        return known
+
+    async def _reconcile(
+        self, parsed: list[ParsedDispatch | Unchanged], *, announce: bool
+    ) -> None:
         """Make our set equal to a full listing, reporting the difference.
 
-        Yields to the loop every `CHUNK` dispatches, so a large listing never
-        stalls it.
+        Unchanged dispatches come as bare ids and cost nothing. Yields to the
+        loop every `CHUNK` dispatches, so a large listing never stalls it.
         """
         listed: set[int] = set()
         now = dt_util.utcnow()
         for index, item in enumerate(parsed, 1):
             listed.add(item.id)
+            if isinstance(item, Unchanged):
+                continue
             self._accept(item, now, announce=announce)
             if index % CHUNK == 0:
                 self.timeline.arm()
@@ -488,32 +486,25 @@ class FrequenzDispatchCoordinator:
         if dispatch_id in self._deleted:
             return
         old = self._states.get(dispatch_id)
-        version = _version(item)
+        version = item.version
         if isinstance(item, MalformedDispatch):
-            if old is not None and version is not None:
-                held = _version(old.item)
-                if held is not None and version < held:
-                    return  # a stale version; the one we hold is newer
+            if old is not None and version is not None and version < old.item.version:
+                return  # a stale version; the one we hold is newer
             # A version we cannot read replaces whatever we knew.
             self._note_malformed(dispatch_id, item.reason, version)
             if old is not None:
                 self._apply(dispatch_id, None, now, None)
             return
+        version = item.version
         bad = self._malformed.get(dispatch_id)
         if bad is not None:
-            if (
-                version is not None
-                and bad.version is not None
-                and version <= bad.version
-            ):
+            if bad.version is not None and version <= bad.version:
                 return  # older than the unreadable version that replaced it
             del self._malformed[dispatch_id]
-        if old is not None:
-            held = _version(old.item)
-            if (version is not None and held is not None and version < held) or (
-                item.dispatch == old.item.dispatch
-            ):
-                return  # stale, or the version we hold
+        if old is not None and (
+            version < old.item.version or item.dispatch == old.item.dispatch
+        ):
+            return  # stale, or the version we hold
         if old is not None:
             lifecycle: str | None = EVENT_UPDATED
         else:
@@ -560,7 +551,7 @@ class FrequenzDispatchCoordinator:
                 next_start = new.schedule.next_start(now)
             except Exception as err:  # one dispatch never breaks the others
                 self._note_malformed(
-                    dispatch_id, f"cannot be evaluated: {err!r}", _version(new)
+                    dispatch_id, f"cannot be evaluated: {err!r}", new.version
                 )
                 if old is None:
                     return
