@@ -640,3 +640,37 @@ async def test_versions_are_compared_exactly(
     assert dispatch_id in coordinator.data
     assert coordinator.malformed == {}
     assert recorder.kinds() == ["started", "updated"]
+
+
+async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Poison input (an interval so large the next start overflows) is isolated."""
+    minute = timedelta(minutes=1)
+    before = _create(dispatch_server, start_time=t0 + minute, duration=minute)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    message = dispatch_pb2.Dispatch()
+    message.CopyFrom(dispatch_server.raw_dispatches(MICROGRID_ID)[0])
+    message.metadata.dispatch_id = 0  # a new one
+    message.metadata.ClearField("update_time")
+    message.metadata.ClearField("create_time")
+    message.data.start_time.FromDatetime((t0 - minute).replace(tzinfo=None))
+    message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_MINUTELY
+    message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
+    poison = dispatch_server.insert_raw(MICROGRID_ID, message)
+    after = _create(dispatch_server, start_time=t0 + 2 * minute, duration=minute)
+    await wait_for(hass, lambda: after in coordinator.data, "the next one arrives")
+    assert coordinator.run_of(poison) is None
+    assert recorder.kinds(poison) in ([], ["created"])
+    await _go_to(hass, freezer, t0 + minute)
+    await _go_to(hass, freezer, t0 + 2 * minute)
+    await _go_to(hass, freezer, t0 + 3 * minute)
+    assert recorder.kinds(before) == ["started", "stopped"]
+    assert recorder.kinds(after) == ["created", "started", "stopped"]
+    assert caplog.text.count(f"Skipping dispatch {poison}") <= 1
+    assert "Unexpected error" not in caplog.text
