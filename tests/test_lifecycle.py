@@ -113,7 +113,8 @@ async def test_reload_reports_runs_that_ended_meanwhile(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
-    assert recorder.kinds(gone) == ["started", "stopped"]
+    # Deleted during the reload: announced, its run stopped first.
+    assert recorder.kinds(gone) == ["started", "stopped", "deleted"]
     assert recorder.kinds(kept) == ["started"]
     # The kept run still ends exactly once.
     await _go_to(hass, freezer, t0 + timedelta(minutes=29))

@@ -15,7 +15,7 @@ from .const import (
     DOMAIN,
     PLATFORMS,
 )
-from .coordinator import CARRIED_RUNS, FrequenzDispatchCoordinator
+from .coordinator import FrequenzDispatchCoordinator, async_forget_entry
 from .data import FrequenzDispatchConfigEntry
 
 
@@ -73,5 +73,5 @@ async def async_unload_entry(
 async def async_remove_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """Forget the runs kept for a reload of a removed entry."""
-    hass.data.get(CARRIED_RUNS, {}).pop(entry.entry_id, None)
+    """End the runs still going on (`stopped`) and delete the stored state."""
+    await async_forget_entry(hass, entry)

@@ -26,7 +26,6 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .api import (
     DispatchApi,
@@ -41,6 +40,7 @@ from .api import (
 )
 from .const import (
     CONF_DRY_RUN_COUNTS,
+    CONF_MICROGRID_ID,
     DOMAIN,
     EVENT_CREATED,
     EVENT_DELETED,
@@ -54,9 +54,10 @@ from .const import (
     signal_summary,
     signal_type,
 )
-from .event_data import dispatch_data, run_data
+from .event_data import dispatch_data, event_data, run_data
 from .reporter import EventReporter
 from .schedule import Run
+from .storage import EntryStore, Snapshot
 from .timeline import KeyedHeap, Timeline
 
 if TYPE_CHECKING:
@@ -80,9 +81,6 @@ MAX_TOMBSTONES = 10_000
 
 type RunningState = dict[int, tuple[ValidDispatch, Run]]
 """Reported runs that have not stopped yet, by dispatch id."""
-
-CARRIED_RUNS: HassKey[dict[str, RunningState]] = HassKey(f"{DOMAIN}_carried_runs")
-"""Runs reported as started, kept across reloads of an entry."""
 
 type EntityListener = Callable[[list[int], list[int], list[str]], None]
 """Called with (dispatch ids that need an entity, ids whose entity goes, new types)."""
@@ -156,7 +154,10 @@ class FrequenzDispatchCoordinator:
         self._next_starts = KeyedHeap()
         self.timeline = Timeline(hass, self._on_timer)
         self.reporter = EventReporter(hass, entry_id)
-        self._carried: RunningState = hass.data.get(CARRIED_RUNS, {}).pop(entry_id, {})
+        self.store = EntryStore(hass, entry_id)
+        self._carried: RunningState = {}
+        """Runs reported before the last unload/restart, not yet seen again."""
+        self._loaded = False
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
         self._dirty_types: set[str] = set()
@@ -264,26 +265,67 @@ class FrequenzDispatchCoordinator:
             entry_type=dr.DeviceEntryType.SERVICE,
         )
         self.device_id = device.id
+        snapshot = await self.store.async_load()
+        if snapshot is not None:
+            await self._load_snapshot(snapshot)
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
             parsed = await self.api.list_all(self._known_versions())
         except DispatchAuthError as err:
             stream.cancel()
-            raise ConfigEntryAuthFailed(
-                translation_domain=DOMAIN, translation_key="invalid_auth"
-            ) from err
+            if snapshot is None:
+                raise ConfigEntryAuthFailed(
+                    translation_domain=DOMAIN, translation_key="invalid_auth"
+                ) from err
+            LOGGER.warning(
+                "The Dispatch API rejected the API key; running from the cache "
+                "and asking to re-authenticate"
+            )
+            self.config_entry.async_start_reauth(self.hass)
+            self._loaded = True
+            self.store.schedule_save(self._save_source)
+            return
         except DispatchApiError as err:
             stream.cancel()
-            raise ConfigEntryNotReady(
-                translation_domain=DOMAIN,
-                translation_key="cannot_connect",
-                translation_placeholders={"error": str(err)},
-            ) from err
+            if snapshot is None:
+                raise ConfigEntryNotReady(
+                    translation_domain=DOMAIN,
+                    translation_key="cannot_connect",
+                    translation_placeholders={"error": str(err)},
+                ) from err
+            self._set_connected(False, err)
+            self._loaded = True
+            self.store.schedule_save(self._save_source)
+            return
         self._first_stream = stream
         self.connected = True
-        await self._reconcile(parsed, announce=False)
+        # Against a cache, every difference is news: announce it.
+        await self._reconcile(parsed, announce=snapshot is not None)
         self._stop_carried()
+        self._loaded = True
+        self.store.schedule_save(self._save_source)
+
+    async def _load_snapshot(self, snapshot: Snapshot) -> None:
+        """Start from what was known before the last unload or restart."""
+        by_id = {item.id: item for item in snapshot.dispatches}
+        self._carried = {
+            dispatch_id: (by_id[dispatch_id], run)
+            for dispatch_id, run in snapshot.runs.items()
+            if dispatch_id in by_id
+        }
+        await self._reconcile(list(snapshot.dispatches), announce=False)
+        # Runs that ended while we were away end now: before any listing.
+        self._stop_carried()
+
+    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
+        """What to save: references only (encoded in the executor)."""
+        runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
+        for dispatch_id in self._running:
+            run = self._states[dispatch_id].run
+            if run is not None:
+                runs[dispatch_id] = run
+        return [state.item for state in self._states.values()], runs
 
     @callback
     def async_start_stream(self) -> None:
@@ -315,12 +357,11 @@ class FrequenzDispatchCoordinator:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        running: RunningState = dict(self._carried)
-        for dispatch_id in self._running:
-            state = self._states[dispatch_id]
-            assert state.run is not None
-            running[dispatch_id] = (state.item, state.run)
-        self.hass.data.setdefault(CARRIED_RUNS, {})[self._entry_id] = running
+        if self._loaded:
+            # A reload or restart continues from here: no run starts twice.
+            await self.store.async_save_now(self._save_source)
+        else:
+            self.store.cancel()
 
     async def async_shutdown(self) -> None:
         """Stop everything (if `async_stop` has not yet), close the connection."""
@@ -728,3 +769,35 @@ class FrequenzDispatchCoordinator:
         if self._runs_changed:
             self._runs_changed = False
             async_dispatcher_send(hass, signal_runs_changed(entry_id))
+            if self._loaded and not self._stopped:
+                self.store.schedule_save(self._save_source)
+
+
+async def async_forget_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> None:
+    """A removed entry: `stopped` for every run it reported, then no trace."""
+    store = EntryStore(hass, entry.entry_id)
+    snapshot = await store.async_load()
+    if snapshot is not None:
+        by_id = {item.id: item for item in snapshot.dispatches}
+        device = dr.async_get(hass).async_get_device(
+            identifiers={(DOMAIN, entry.entry_id)}
+        )
+        for dispatch_id, run in snapshot.runs.items():
+            item = by_id.get(dispatch_id)
+            if item is None:
+                continue
+            hass.bus.async_fire(
+                EVENT_STOPPED,
+                {
+                    **event_data(
+                        entry.entry_id,
+                        int(entry.data[CONF_MICROGRID_ID]),
+                        None if device is None else device.id,
+                        item.dispatch,
+                    ),
+                    **run_data(run),
+                },
+            )
+    await store.async_remove()
