@@ -19,13 +19,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import Callable
+import cProfile
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 import gc
 import logging
 import multiprocessing
 from multiprocessing.connection import Connection
+import os
 from pathlib import Path
+import pstats
 import statistics
 import sys
 import tempfile
@@ -290,6 +293,9 @@ class Bench:
         self.writes.clear()
         lists = await self.sim.call("list_calls")
         self.monitor.reset()
+        profiler = cProfile.Profile() if os.environ.get("BENCH_PROFILE") else None
+        if profiler is not None:
+            profiler.enable()
         await self.sim.call("end_streams")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -297,6 +303,11 @@ class Bench:
                 break
             await asyncio.sleep(0.05)
         await asyncio.sleep(2)
+        if profiler is not None:
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats(
+                "cumulative"
+            ).print_stats(30)
         self.figures["re-list of unchanged: loop time"] = self.monitor.loop_time()
         self.figures["re-list: longest stall"] = self.monitor.stall()
         self.figures["re-list: entity writes"] = str(len(self.writes))
