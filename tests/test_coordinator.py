@@ -483,13 +483,14 @@ async def test_unload_cancels_everything(
     await wait_for(hass, lambda: dispatch_server.open_streams == 0, "stream closed")
 
 
-async def test_key_revoked_at_runtime_starts_reauth(
+async def test_key_revoked_at_runtime_retries_then_starts_reauth(
     hass: HomeAssistant,
     dispatch_server: DispatchSimulator,
     entry_data: dict[str, Any],
     freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
+    """Auth errors are retried; reauth starts after 10 minutes, retries go on."""
     dispatch_id = _create(
         dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None
     )
@@ -497,15 +498,39 @@ async def test_key_revoked_at_runtime_starts_reauth(
     dispatch_server.api_key = "rotated"
     await dispatch_server.break_streams()
     await wait_for(hass, lambda: not coordinator.connected, "disconnected")
-    await _go_to(hass, freezer, t0 + timedelta(seconds=2))  # after the back-off
-    await wait_for(
-        hass, lambda: bool(hass.config_entries.flow.async_progress()), "reauth"
-    )
-    flows = hass.config_entries.flow.async_progress()
-    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
-    # The known dispatch keeps running; nothing was reported as deleted.
+
+    def reauth_flows() -> list[str]:
+        flows = hass.config_entries.flow.async_progress()
+        return [flow["context"]["source"] for flow in flows]
+
+    now = t0
+    while now < t0 + timedelta(minutes=9):
+        now += timedelta(seconds=30)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+    assert reauth_flows() == []  # a transient error must not need a new key
+    while now < t0 + timedelta(minutes=12) and not reauth_flows():
+        now += timedelta(seconds=30)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+    assert reauth_flows() == ["reauth"]
+    # Retries go on while the flow waits: the key works again, we are back.
+    dispatch_server.api_key = API_KEY
+    for _ in range(10):
+        now += timedelta(seconds=60)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.1)
+        if _connected(coordinator):
+            break
+    assert _connected(coordinator)
+    assert reauth_flows() == ["reauth"]  # one flow, never a second
+    # The known dispatch kept running; nothing was reported as deleted.
     assert coordinator.run_of(dispatch_id) is not None
     assert recorder.kinds() == ["started"]
+
+
+def _connected(coordinator: Any) -> bool:
+    return bool(coordinator.connected)
 
 
 async def test_quick_clean_end_backs_off(
@@ -522,8 +547,12 @@ async def test_quick_clean_end_backs_off(
     await settle(hass, 0.3)
     assert dispatch_server.stream_calls == streams  # waiting for the back-off
     await _go_to(hass, freezer, t0 + timedelta(seconds=1))
+    await settle(hass, 0.2)
+    # The back-off has passed, but the last listing was under 5 s ago.
+    assert dispatch_server.list_calls == lists
+    await _go_to(hass, freezer, t0 + timedelta(seconds=5))
     await wait_for(
-        hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after back-off"
+        hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after 5 s"
     )
     assert dispatch_server.stream_calls == streams + 1
 

@@ -9,7 +9,7 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.util import dt as dt_util
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
@@ -39,6 +39,10 @@ def _state(hass: HomeAssistant, entry_id: str, key: str) -> str | None:
         return None
     state = hass.states.get(entity_id)
     return None if state is None else state.state
+
+
+def _connected(coordinator: FrequenzDispatchCoordinator) -> bool:
+    return coordinator.connected
 
 
 async def _reload(hass: HomeAssistant, entry_id: str) -> None:
@@ -86,7 +90,7 @@ async def test_setup_from_the_cache_while_the_api_is_unreachable(
     await dispatch_server.start()
     for _ in range(30):
         await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=10))
-        if coordinator.connected:
+        if _connected(coordinator):
             break
         await settle(hass, 0.1)
     await wait_for(hass, lambda: recorder.kinds(added) == ["created"], "created")
@@ -173,3 +177,53 @@ async def test_saves_are_delayed_and_coalesced(
     await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY))
     await settle(hass, 0.1)
     assert coordinator.store.saves == saves + 1
+
+
+async def test_a_long_outage_raises_a_repair_issue_that_clears_itself(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    issue_id = f"api_unreachable_{coordinator.config_entry.entry_id}"
+    issues = ir.async_get(hass)
+    await dispatch_server.stop()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    await _go_to(hass, freezer, t0 + timedelta(hours=5, minutes=59))
+    assert issues.async_get_issue(DOMAIN, issue_id) is None
+    await _go_to(hass, freezer, t0 + timedelta(hours=6, minutes=1))
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "api_unreachable"
+    await dispatch_server.start()
+    now = t0 + timedelta(hours=6, minutes=1)
+    for _ in range(30):
+        now += timedelta(seconds=10)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+        if _connected(coordinator):
+            break
+    await wait_for(
+        hass, lambda: issues.async_get_issue(DOMAIN, issue_id) is None, "cleared"
+    )
+
+
+async def test_setup_with_an_auth_error_runs_from_the_cache_and_asks_for_a_key(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    dispatch_server.api_key = "rotated"
+    coordinator = await _load(hass, entry_id)
+    assert _state(hass, entry_id, f"dispatch_{running}") == STATE_ON
+    assert not coordinator.connected
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+    assert recorder.kinds() == ["started"]

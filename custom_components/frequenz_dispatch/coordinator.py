@@ -16,13 +16,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
@@ -72,6 +72,15 @@ HEALTHY_SECONDS = 30.0
 A shorter one counts as a failure even when it ended cleanly, so a server or
 proxy that keeps closing streams cannot cause a hot reconnect loop.
 """
+
+MIN_RELIST_SECONDS = 5.0
+"""Listings never come closer than this, however often streams end."""
+
+AUTH_GRACE = timedelta(minutes=10)
+"""Auth errors persisting this long start a reauth flow (retries go on)."""
+
+OUTAGE_ISSUE_AFTER = timedelta(hours=6)
+"""Unreachable this long raises a repair issue (the cache may be stale)."""
 
 CHUNK = 250
 """Dispatches applied between two yields to the loop during a listing."""
@@ -171,6 +180,10 @@ class FrequenzDispatchCoordinator:
         self._stream_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._outage = False
+        self._auth_error_since: datetime | None = None
+        self._unsub_outage: CALLBACK_TYPE | None = None
+        self._issue_raised = False
+        self._last_list = 0.0
         self.evaluations = 0
         """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
@@ -282,6 +295,8 @@ class FrequenzDispatchCoordinator:
                 "The Dispatch API rejected the API key; running from the cache "
                 "and asking to re-authenticate"
             )
+            self._auth_error_since = dt_util.utcnow()
+            self._set_connected(False, err)
             self.config_entry.async_start_reauth(self.hass)
             self._loaded = True
             self.store.schedule_save(self._save_source)
@@ -354,6 +369,7 @@ class FrequenzDispatchCoordinator:
             with suppress(asyncio.CancelledError):
                 await self._stream_task
         self.timeline.cancel()
+        self._cancel_outage_issue()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -374,21 +390,24 @@ class FrequenzDispatchCoordinator:
 
     async def _follow_stream(self) -> None:
         failures = 0
-        relist = False
+        # Set up from the cache: nothing was listed yet.
+        relist = self._first_stream is None
         loop = asyncio.get_running_loop()
+        self._last_list = loop.time()
         while True:
-            opened_at = loop.time()
             updates, self._first_stream = self._first_stream, None
             received = False
             failed = True
             healthy_timer: CALLBACK_TYPE | None = None
             try:
+                if relist:
+                    await self._relist_spacing()
                 if updates is None:
                     updates = self.api.open_stream()
+                opened_at = loop.time()
                 if relist:
-                    parsed = await self.api.list_all(self._known_versions())
-                    self._set_connected(True)
-                    await self._reconcile(parsed, announce=True)
+                    await self._relist()
+                    failures = 0  # a successful re-list resets the back-off
                 # A stream that stays open this long counts as healthy even
                 # when no change arrives.
                 healthy_timer = async_call_later(
@@ -396,18 +415,14 @@ class FrequenzDispatchCoordinator:
                 )
                 async for update in updates:
                     received = True
-                    self._set_connected(True)
+                    self._api_answered()
                     self._stream_healthy()
                     self._apply_stream(update)
                 failed = False
                 LOGGER.debug("The server ended the dispatch stream; reopening")
-            except DispatchAuthError:
-                LOGGER.warning(
-                    "The Dispatch API rejected the API key; please re-authenticate"
-                )
-                self._set_connected(False)
-                self.config_entry.async_start_reauth(self.hass)
-                return
+            except DispatchAuthError as err:
+                self._auth_rejected()
+                self._set_connected(False, err)
             except DispatchApiError as err:
                 self._set_connected(False, err)
             except Exception as err:
@@ -419,7 +434,9 @@ class FrequenzDispatchCoordinator:
                     updates.cancel()
                 if healthy_timer is not None:
                     healthy_timer()
-            healthy = received or loop.time() - opened_at >= HEALTHY_SECONDS
+            healthy = received or (
+                not failed and loop.time() - opened_at >= HEALTHY_SECONDS
+            )
             if healthy:
                 failures = 0
             if failed or not healthy:
@@ -427,6 +444,41 @@ class FrequenzDispatchCoordinator:
             relist = True
             if failures:
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+
+    async def _relist_spacing(self) -> None:
+        """However often streams end, list at most once per MIN_RELIST_SECONDS."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_list + MIN_RELIST_SECONDS - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_list = loop.time()
+
+    async def _relist(self) -> None:
+        """List everything again (the stream is open) and reconcile."""
+        parsed = await self.api.list_all(self._known_versions())
+        self._api_answered()
+        await self._reconcile(parsed, announce=True)
+
+    @callback
+    def _api_answered(self) -> None:
+        """A listing or stream message came through: connected, key valid."""
+        self._auth_error_since = None
+        self._set_connected(True)
+
+    @callback
+    def _auth_rejected(self) -> None:
+        """Keep retrying; ask for a new key once it has failed for a while."""
+        now = dt_util.utcnow()
+        if self._auth_error_since is None:
+            self._auth_error_since = now
+            LOGGER.warning(
+                "The Dispatch API rejected the API key; retrying, and asking to "
+                "re-authenticate if this persists for %s",
+                AUTH_GRACE,
+            )
+        elif now - self._auth_error_since >= AUTH_GRACE:
+            # Once: HA does not start a second flow while one is open.
+            self.config_entry.async_start_reauth(self.hass)
 
     @callback
     def _set_connected(self, connected: bool, error: Exception | None = None) -> None:
@@ -439,10 +491,47 @@ class FrequenzDispatchCoordinator:
                 self.microgrid_id,
                 error,
             )
+        if not connected and self._unsub_outage is None and not self._issue_raised:
+            self._unsub_outage = async_call_later(
+                self.hass, OUTAGE_ISSUE_AFTER, self._raise_outage_issue
+            )
         if connected == self.connected:
             return
         self.connected = connected
+        if connected:
+            self._cancel_outage_issue()
+            if self._issue_raised:
+                self._issue_raised = False
+                ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
         async_dispatcher_send(self.hass, signal_connection(self._entry_id))
+
+    @property
+    def _issue_id(self) -> str:
+        return f"api_unreachable_{self._entry_id}"
+
+    @callback
+    def _raise_outage_issue(self, _now: datetime) -> None:
+        """Unreachable for long: the cached schedule may be stale; tell the user."""
+        self._unsub_outage = None
+        self._issue_raised = True
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="api_unreachable",
+            translation_placeholders={
+                "microgrid_id": str(self.microgrid_id),
+                "hours": str(int(OUTAGE_ISSUE_AFTER.total_seconds() // 3600)),
+            },
+        )
+
+    @callback
+    def _cancel_outage_issue(self) -> None:
+        if self._unsub_outage is not None:
+            self._unsub_outage()
+            self._unsub_outage = None
 
     @callback
     def _stream_healthy(self, _now: datetime | None = None) -> None:

@@ -144,8 +144,8 @@ class EntryStore:
             return
         self._source = None
         dispatches, runs = source()  # references only: cheap on the loop
-        data = await self._hass.async_add_executor_job(_encode, dispatches, dict(runs))
         self.saves += 1
+        data = await self._hass.async_add_executor_job(_encode, dispatches, dict(runs))
         await self._store.async_save(data)
 
     @callback
