@@ -175,6 +175,22 @@ class LoopMonitor:
         return f"{ms(self.busy * factor)} (cpu {ms(self.busy_cpu * factor)})"
 
 
+class GcMonitor:
+    """Times every garbage collection (they run inside whatever callback)."""
+
+    def __init__(self) -> None:
+        """Register with the garbage collector."""
+        self.longest = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            self.longest = max(self.longest, time.perf_counter() - self._began)
+
+
 def ms(seconds: float) -> str:
     """Seconds as milliseconds, for the table."""
     return f"{seconds * 1000:.1f} ms"
@@ -322,6 +338,7 @@ class Bench:
         )
         busy: list[float] = []
         cpu: list[float] = []
+        slowest = ""
         for n in range(20):
             self.events.clear()
             self.monitor.reset()
@@ -332,10 +349,13 @@ class Bench:
             await asyncio.sleep(0.05)
             busy.append(self.monitor.busy)
             cpu.append(self.monitor.busy_cpu)
+            if self.monitor.busy == max(busy):
+                slowest = self.monitor.longest_what
         self.figures["loop time of one stream update"] = (
             f"median {ms(statistics.median(busy))} (cpu "
             f"{ms(statistics.median(cpu))}), max {ms(max(busy))}"
         )
+        print("slowest stream update's longest callback:", slowest, file=sys.stderr)
 
     async def creates(self) -> None:
         """200 creates back to back: time until the last `created`."""
@@ -431,7 +451,13 @@ def _entry(sim: Sim, microgrid_id: int) -> Any:
 
 
 async def run_size(
-    sim: Sim, monitor: LoopMonitor, total: int, current: int, microgrid_id: int
+    sim: Sim,
+    monitor: LoopMonitor,
+    total: int,
+    current: int,
+    microgrid_id: int,
+    *,
+    quick: bool = False,
 ) -> Figures:
     """Every figure at one size, in a fresh HA instance."""
     from pytest_homeassistant_custom_component.common import (  # noqa: PLC0415
@@ -446,6 +472,10 @@ async def run_size(
             entry = _entry(sim, microgrid_id)
             entry.add_to_hass(hass)
             await bench.sync(entry)
+            if quick:
+                assert await hass.config_entries.async_unload(entry.entry_id)
+                await hass.async_stop(force=True)
+                return Figures(bench.figures)
             await bench.idle_and_relist()
             await bench.stream_updates()
             await bench.creates()
@@ -496,13 +526,18 @@ async def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     sim = Sim()
     monitor = LoopMonitor()
+    collections = GcMonitor()
     try:
+        # Warm up: the first instance pays one-time imports and caches.
+        await run_size(sim, monitor, 10, 1, 99, quick=True)
+        collections.longest = 0.0
         columns: dict[int, Figures] = {}
         for n, total in enumerate(args.sizes):
             columns[total] = await run_size(
                 sim, monitor, total, int(total * args.current), 100 + n
             )
             print(f"measured {total}", file=sys.stderr, flush=True)
+        longest_gc = collections.longest
         memory = await memory_per_finished(sim, args.sizes, 200)
     finally:
         await sim.close()
@@ -519,6 +554,7 @@ async def main() -> None:
             + "".join(column.values[name].ljust(34) for column in columns.values())
         )
     print("memory per dispatch without entity".ljust(width) + memory)
+    print("longest garbage collection".ljust(width) + ms(longest_gc))
 
 
 if __name__ == "__main__":
