@@ -493,6 +493,8 @@ async def memory_per_finished(sim: Sim, sizes: list[int], first_id: int) -> str:
         async_test_home_assistant,
     )
 
+    if len(set(sizes)) < 2:  # noqa: PLR2004
+        return "- (needs two sizes)"
     held: dict[int, int] = {}
     for n, total in enumerate(sizes):
         microgrid_id = first_id + n
