@@ -493,7 +493,7 @@ async def memory_per_finished(sim: Sim, sizes: list[int], first_id: int) -> str:
         async_test_home_assistant,
     )
 
-    if len(set(sizes)) < 2:  # noqa: PLR2004
+    if len(set(sizes)) < 2:
         return "- (needs two sizes)"
     held: dict[int, int] = {}
     for n, total in enumerate(sizes):
