@@ -300,6 +300,9 @@ class Bench:
         )
         await wait_until(lambda: self.coordinator.connected)
         await asyncio.sleep(1)
+        began = time.perf_counter()
+        gc.collect()
+        self.figures["a full garbage collection"] = ms(time.perf_counter() - began)
 
     async def idle_and_relist(self) -> None:
         """Loop time while nothing changes; then a re-list of unchanged ones."""
