@@ -480,3 +480,91 @@ async def test_oversized_stream_message_raises_connection_error(
         task.cancel()
     # The 5 MB message came through before the stream broke.
     assert fine in received
+
+
+async def test_read_only_key_write_is_denied_never_auth(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    dispatch_server.read_only_api_key = "reader-key"
+    dispatch_id = create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+    async with DispatchApi(dispatch_server.url, "reader-key", MICROGRID_ID) as api:
+        assert [item.id for item in await api.list_all()] == [dispatch_id]
+        assert (await api.get(dispatch_id)).id == dispatch_id
+        with pytest.raises(DispatchWriteDeniedError) as caught:
+            await api.create(
+                dispatch_type="X",
+                start_time=_soon(),
+                duration=None,
+                target=["BATTERY"],
+                payload={},
+            )
+        assert not isinstance(caught.value, DispatchAuthError)
+        with pytest.raises(DispatchWriteDeniedError):
+            await api.update(dispatch_id, {"active": False})
+        with pytest.raises(DispatchWriteDeniedError):
+            await api.delete(dispatch_id)
+    assert dispatch_server.get(MICROGRID_ID, dispatch_id).active
+
+
+async def test_server_refusing_large_pages_gets_smaller_ones(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """A server that answers RESOURCE_EXHAUSTED for pages over 300 KB."""
+    ids = {_big(dispatch_server, 40_000) for _ in range(20)}
+    dispatch_server.max_page_bytes = 300_000
+    dispatch_server.list_calls = 0
+    items = await api.list_all()
+    assert {item.id for item in items} == ids
+    # 100, 50, 25, 12 refused; pages of 6 (240 KB) pass: 4 of them.
+    assert dispatch_server.list_calls == 4 + 4
+
+
+async def test_server_refusing_one_dispatch_even_alone(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    small = create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+    big = _big(dispatch_server, 400_000)
+    newer = create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+    dispatch_server.max_page_bytes = 300_000
+    items = await api.list_all()
+    assert {item.id for item in items} == {small, newer}
+    assert api.unlisted == 1
+    # Known: fetched alone (this server limits only list pages).
+    by_id = {item.id: item for item in await api.list_all({big: 1})}
+    assert set(by_id) == {small, newer, big}
+    assert _valid(by_id[big]).id == big
+    assert api.unlisted == 0
+
+
+async def test_only_dispatch_too_large_is_counted(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """No page ever arrives, yet the dispatch is counted as unlisted."""
+    dispatch_server.max_page_bytes = 300_000
+    big = _big(dispatch_server, 400_000)
+    assert await api.list_all() == []
+    assert api.unlisted == 1
+    (item,) = await api.list_all({big: 1})
+    assert _valid(item).id == big
+
+
+async def test_later_page_too_large_shrinks_the_pages(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """Page 1 fits, page 2 does not: the size shrinks for the pages after it.
+
+    (With api-common v1alpha8 the token carries the page size, so the listing
+    starts over at the smaller size, keeping what it has.)
+    """
+    big = {_big(dispatch_server, 40_000) for _ in range(10)}  # oldest: last pages
+    small = {
+        create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+        for _ in range(LIST_PAGE_SIZE)
+    }
+    dispatch_server.max_page_bytes = 300_000
+    dispatch_server.list_calls = 0
+    items = await api.list_all()
+    assert {item.id for item in items} == big | small
+    assert all(isinstance(item, ValidDispatch) for item in items)
+    assert api.unlisted == 0
+    assert dispatch_server.list_calls < 60

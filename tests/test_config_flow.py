@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 import json
 from pathlib import Path
+import threading
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -17,10 +18,15 @@ from homeassistant.config_entries import (
 )
 from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
-from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import start_reauth_flow
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    start_reauth_flow,
+)
+from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
@@ -37,9 +43,8 @@ STRINGS = json.loads(
     ).read_text()
 )
 OTHER_KEY = "other-api-key-9876543210"
-# A zero-width space, as pasted along with a key from a web page: gRPC refuses
-# to send it as metadata and raises its own (non-RPC) error, which is the
-# "unexpected exception" the flows must survive.
+# A zero-width space, as pasted along with a key from a web page: gRPC cannot
+# send it as metadata, so the form refuses it.
 UNSENDABLE_KEY = API_KEY + "\u200b"
 
 
@@ -99,6 +104,13 @@ async def _configure_once_reachable(
             return result
         await settle(hass, 0.1)
     raise AssertionError("server still unreachable")
+
+
+def _detail(result: ConfigFlowResult) -> str:
+    """What the form says is wrong in detail."""
+    placeholders = result.get("description_placeholders")
+    assert placeholders is not None
+    return placeholders["error_detail"]
 
 
 def _entities(hass: HomeAssistant, entry: ConfigEntry) -> set[tuple[str, str]]:
@@ -164,7 +176,8 @@ async def test_user_creates_entry_that_loads(
     }
     assert type(result["data"]["microgrid_id"]) is int
     entry = _only_entry(hass)
-    assert entry.unique_id == f"{dispatch_server.url}#{MICROGRID_ID}"
+    assert entry.unique_id == str(MICROGRID_ID)
+    assert (entry.version, entry.minor_version) == (1, 2)
     assert entry.state is ConfigEntryState.LOADED
     unique_ids = {unique_id for _, unique_id in _entities(hass, entry)}
     prefix = entry.entry_id
@@ -231,7 +244,10 @@ async def test_user_blank_secret_is_not_stored(
     [
         ({"api_key": "wrong-key"}, {"base": "invalid_auth"}),
         ({"api_key": "   "}, {"api_key": "invalid_auth"}),
-        ({"api_key": UNSENDABLE_KEY}, {"base": "unknown"}),
+        ({"api_key": UNSENDABLE_KEY}, {"api_key": "invalid_key_characters"}),
+        ({"api_key": "ab\ncd"}, {"api_key": "invalid_key_characters"}),
+        ({"api_key": "ab\x00cd"}, {"api_key": "invalid_key_characters"}),
+        ({"sign_secret": "s\nt"}, {"sign_secret": "invalid_key_characters"}),
         ({"server_url": "http://nope"}, {"server_url": "invalid_url"}),
         ({"server_url": "grpc://"}, {"server_url": "invalid_url"}),
         ({"server_url": "grpc://127.0.0.1:1/path"}, {"server_url": "invalid_url"}),
@@ -309,6 +325,7 @@ async def test_reauth_after_rejected_key(
     assert result["description_placeholders"] == {
         "microgrid_id": str(MICROGRID_ID),
         "name": entry.title,
+        "error_detail": "",
     }
 
     result = await _configure(hass, result, {"api_key": "still-wrong"})
@@ -321,7 +338,7 @@ async def test_reauth_after_rejected_key(
     assert result["reason"] == "reauth_successful"
     assert _only_entry(hass) is entry
     assert dict(entry.data) == entry_data
-    assert entry.unique_id == f"{entry_data['server_url']}#{MICROGRID_ID}"
+    assert entry.unique_id == str(MICROGRID_ID)
     assert _is_loaded(entry)
     assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
     assert any(uid.endswith("_api_connection") for _, uid in _entities(hass, entry))
@@ -340,7 +357,7 @@ async def test_reauth_of_loaded_entry_keeps_entities(
     result = await start_reauth_flow(hass, entry)
     assert result["step_id"] == "reauth_confirm"
     result = await _configure(hass, result, {"api_key": UNSENDABLE_KEY})
-    assert result["errors"] == {"base": "unknown"}
+    assert result["errors"] == {"api_key": "invalid_key_characters"}
     result = await _configure(hass, result, {"api_key": ""})
     assert result["errors"] == {"api_key": "invalid_auth"}
     # A blank secret clears the old one (it is not kept behind the user's back).
@@ -409,6 +426,11 @@ async def test_reconfigure_moves_to_other_server_keeping_entities(
         "server_url",
         "api_key",
         "sign_secret",
+        "microgrid_id",
+    }
+    assert result["description_placeholders"] == {
+        "microgrid_id": str(MICROGRID_ID),
+        "error_detail": "",
     }
     new_url = second_server.url
     # The old key is rejected by the new server: the form shows it.
@@ -431,7 +453,7 @@ async def test_reconfigure_moves_to_other_server_keeping_entities(
         "sign_secret": "sec",
         "microgrid_id": MICROGRID_ID,
     }
-    assert entry.unique_id == f"{new_url}#{MICROGRID_ID}"
+    assert entry.unique_id == str(MICROGRID_ID)
     await wait_for(
         hass,
         lambda: (
@@ -457,7 +479,7 @@ async def test_reconfigure_same_url_changes_secret(
     )
     assert result["reason"] == "reconfigure_successful"
     assert dict(entry.data) == entry_data  # the omitted secret is cleared
-    assert entry.unique_id == f"{entry_data['server_url']}#{MICROGRID_ID}"
+    assert entry.unique_id == str(MICROGRID_ID)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert _entities(hass, entry) == before
@@ -492,7 +514,7 @@ async def test_reconfigure_errors_then_recover(
     result = await _configure(
         hass, result, {"server_url": new_url, "api_key": UNSENDABLE_KEY}
     )
-    assert result["errors"] == {"base": "unknown"}
+    assert result["errors"] == {"api_key": "invalid_key_characters"}
     assert entry.data == entry_data
     result = await _configure(
         hass, result, {"server_url": new_url, "api_key": OTHER_KEY}
@@ -501,24 +523,50 @@ async def test_reconfigure_errors_then_recover(
     assert entry.data["server_url"] == new_url
 
 
-async def test_reconfigure_onto_another_entry_aborts(
+async def test_reconfigure_to_another_microgrid_aborts(
     hass: HomeAssistant,
     dispatch_server: DispatchSimulator,
     second_server: DispatchSimulator,
     entry_data: dict[str, Any],
 ) -> None:
-    first = await setup_entry(hass, entry_data)
-    other_data = {**entry_data, "server_url": second_server.url, "api_key": OTHER_KEY}
-    second = await setup_entry(hass, other_data)
-    result = await _reconfigure_flow(hass, first)
+    entry = await setup_entry(hass, entry_data)
+    lists = dispatch_server.list_calls + second_server.list_calls
+    result = await _reconfigure_flow(hass, entry)
     result = await _configure(
-        hass, result, {"server_url": second_server.url, "api_key": OTHER_KEY}
+        hass,
+        result,
+        {
+            "server_url": second_server.url,
+            "api_key": OTHER_KEY,
+            "microgrid_id": MICROGRID_ID + 1,
+        },
+    )
+    assert result["type"] is FlowResultType.ABORT
+    assert result["reason"] == "wrong_microgrid"
+    assert dispatch_server.list_calls + second_server.list_calls == lists
+    assert dict(entry.data) == entry_data
+    assert entry.unique_id == str(MICROGRID_ID)
+    assert entry.state is ConfigEntryState.LOADED
+
+
+async def test_same_microgrid_on_another_url_aborts(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    """127.0.0.1 and localhost are one server: one microgrid, one entry."""
+    await setup_entry(hass, entry_data)
+    lists = dispatch_server.list_calls
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass,
+        result,
+        {
+            **entry_data,
+            "server_url": entry_data["server_url"].replace("127.0.0.1", "localhost"),
+        },
     )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
-    assert dict(first.data) == entry_data
-    assert dict(second.data) == other_data
-    assert first.state is second.state is ConfigEntryState.LOADED
+    assert dispatch_server.list_calls == lists
 
 
 # -- options -----------------------------------------------------------------
@@ -550,3 +598,269 @@ async def test_options_dry_run_counts_reloads(
     schema = result["data_schema"]
     assert schema is not None
     assert schema({}) == {"dry_run_counts": True}
+
+
+# -- input validation (issue 10, item 9) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("query", "detail"),
+    [
+        ("keep_alive_interval_s=1e20", "keep_alive_interval_s must lie within"),
+        ("keep_alive_timeout_s=inf", "keep_alive_timeout_s must lie within"),
+        ("keep_alive_timeout_s=nan", "keep_alive_timeout_s must lie within"),
+        ("keep_alive_interval_s=0", "keep_alive_interval_s must lie within"),
+        ("keep_alive_interval_s=soon", "keep_alive_interval_s must be a number"),
+        ("keep_alive=false&keep_alive_interval_s=5", "need keep_alive=true"),
+        ("ssl=false&ssl_root_certificates_path=/x", "need ssl=true"),
+        ("ssl_private_key_path=/k", "go together"),
+        ("retries=3", "unknown option(s): retries"),
+        ("ssl", "malformed options"),
+    ],
+)
+async def test_user_url_options_are_checked(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    query: str,
+    detail: str,
+) -> None:
+    url = f"grpc://127.0.0.1:{dispatch_server.port}?{query}"
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"server_url": "invalid_url"}
+    assert detail in _detail(result)
+    assert dispatch_server.list_calls == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "grpc://127.0.0.1:0",
+        "grpc://127.0.0.1:70000",
+        "grpc://user:pw@127.0.0.1:1",
+        "grpc://127.0.0.1:1#frag",
+        "grpc://[::1",
+        "grpc://127.0.0.1:1?ssl=false\x00",
+    ],
+)
+async def test_user_url_shapes_are_checked(
+    hass: HomeAssistant, entry_data: dict[str, Any], url: str
+) -> None:
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["errors"] == {"server_url": "invalid_url"}
+
+
+BAD_URL = {"server_url": "invalid_url"}
+
+
+async def _rest_flow(
+    hass: HomeAssistant, hass_client: ClientSessionGenerator, body: dict[str, Any]
+) -> tuple[int, dict[str, Any]]:
+    """Start a user flow and submit `body`, as the frontend does (HTTP)."""
+    assert await async_setup_component(hass, "config", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/config/config_entries/flow", json={"handler": DOMAIN}
+    )
+    assert response.status == 200
+    flow_id = (await response.json())["flow_id"]
+    response = await client.post(
+        f"/api/config/config_entries/flow/{flow_id}", json=body
+    )
+    return response.status, await response.json()
+
+
+@pytest.mark.parametrize(
+    ("changes", "errors"),
+    [
+        ({"microgrid_id": "nan"}, {"microgrid_id": "invalid_microgrid_id"}),
+        ({"microgrid_id": "inf"}, {"microgrid_id": "invalid_microgrid_id"}),
+        ({"microgrid_id": 1.5}, {"microgrid_id": "invalid_microgrid_id"}),
+        ({"microgrid_id": 2.0**64}, {"microgrid_id": "invalid_microgrid_id"}),
+        (
+            {"server_url": "URL?keep_alive_interval_s=1e20"},
+            {"server_url": "invalid_url"},
+        ),
+        ({"server_url": "URL?keep_alive_timeout_s=inf"}, {"server_url": "invalid_url"}),
+        ({"api_key": "line\nbreak"}, {"api_key": "invalid_key_characters"}),
+        ({"api_key": "nul\x00byte"}, {"api_key": "invalid_key_characters"}),
+    ],
+)
+async def test_rest_flow_refuses_bad_input_with_a_form_error(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    changes: dict[str, Any],
+    errors: dict[str, str],
+) -> None:
+    plain = f"grpc://127.0.0.1:{dispatch_server.port}"
+    body = {
+        **entry_data,
+        **{
+            k: v.replace("URL", plain) if isinstance(v, str) else v
+            for k, v in changes.items()
+        },
+    }
+    status, result = await _rest_flow(hass, hass_client, body)
+    assert status == 200, result
+    assert result["type"] == "form"
+    assert result["errors"] == errors
+    assert hass.config_entries.async_entries(DOMAIN) == []
+
+
+async def test_rest_flow_whole_float_id_is_taken(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    status, result = await _rest_flow(
+        hass, hass_client, {**entry_data, "microgrid_id": 42.0}
+    )
+    assert status == 200, result
+    assert result["type"] == "create_entry"
+    assert _only_entry(hass).data["microgrid_id"] == 42
+    assert _only_entry(hass).unique_id == "42"
+
+
+# -- certificate files -----------------------------------------------------------
+
+
+@pytest.fixture
+def read_threads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Names of the threads that read files through pathlib."""
+    threads: list[str] = []
+    original = Path.read_bytes
+
+    def read_bytes(self: Path) -> bytes:
+        threads.append(threading.current_thread().name)
+        return original(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_bytes)
+    return threads
+
+
+async def test_certificate_files_are_read_off_the_loop(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    tmp_path: Path,
+    read_threads: list[str],
+) -> None:
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    url = f"grpc://127.0.0.1:{dispatch_server.port}?ssl_root_certificates_path={roots}"
+    result = await _user_flow(hass)
+    # The plain-text server cannot speak TLS: the check fails to connect,
+    # after the file was read in the executor.
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["errors"] == {"base": "cannot_connect"}
+    assert read_threads
+    assert threading.main_thread().name not in read_threads
+
+    missing = tmp_path / "missing.pem"
+    url = (
+        f"grpc://127.0.0.1:{dispatch_server.port}?ssl_root_certificates_path={missing}"
+    )
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["errors"] == {"server_url": "invalid_url"}
+    assert str(missing) in _detail(result)
+
+
+async def test_setup_reads_certificate_files_off_the_loop(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    tmp_path: Path,
+    read_threads: list[str],
+) -> None:
+    roots = tmp_path / "roots.pem"
+    roots.write_bytes(b"-----BEGIN CERTIFICATE-----\n")
+    url = f"grpc://127.0.0.1:{dispatch_server.port}?ssl_root_certificates_path={roots}"
+    entry = await setup_entry(hass, {**entry_data, "server_url": url})
+    assert entry.state is ConfigEntryState.SETUP_RETRY  # no TLS on this server
+    assert read_threads
+    assert threading.main_thread().name not in read_threads
+    await hass.config_entries.async_unload(entry.entry_id)
+
+
+# -- migration to the microgrid ID as unique ID ------------------------------------
+
+
+def _old_entry(data: dict[str, Any]) -> MockConfigEntry:
+    """An entry as version 1.1 stored it."""
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title=f"Microgrid {data['microgrid_id']} ({data['server_url']})",
+        data=data,
+        unique_id=f"{data['server_url']}#{data['microgrid_id']}",
+        version=1,
+        minor_version=1,
+    )
+
+
+async def test_migration_sets_the_microgrid_id_as_unique_id(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    entry = _old_entry(entry_data)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    assert entry.unique_id == str(MICROGRID_ID)
+    assert (entry.version, entry.minor_version) == (1, 2)
+
+
+async def test_migration_of_two_entries_for_one_microgrid(
+    hass: HomeAssistant,
+    hass_client: ClientSessionGenerator,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    """127.0.0.1 and localhost made two entries; one stays, one gets a repair."""
+    kept = _old_entry(entry_data)
+    other_url = entry_data["server_url"].replace("127.0.0.1", "localhost")
+    duplicate = _old_entry({**entry_data, "server_url": other_url})
+    kept.add_to_hass(hass)
+    duplicate.add_to_hass(hass)
+    # Setting up the integration sets up both entries, in the order added.
+    await hass.config_entries.async_setup(kept.entry_id)
+    await hass.async_block_till_done()
+    assert kept.state is ConfigEntryState.LOADED
+    assert kept.unique_id == str(MICROGRID_ID)
+    assert duplicate.state is ConfigEntryState.MIGRATION_ERROR
+    assert duplicate.unique_id == f"{other_url}#{MICROGRID_ID}"
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "one stream")
+
+    issue_id = f"duplicate_microgrid_{duplicate.entry_id}"
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.is_fixable
+    assert issue.translation_placeholders == {
+        "title": duplicate.title,
+        "microgrid_id": str(MICROGRID_ID),
+        "server_url": other_url,
+        "kept_title": kept.title,
+    }
+    issues = STRINGS["issues"]["duplicate_microgrid"]
+    assert "{title}" in issues["fix_flow"]["step"]["confirm"]["description"]
+
+    # The repair removes the duplicate entry; the issue goes with it.
+    assert await async_setup_component(hass, "repairs", {})
+    client = await hass_client()
+    response = await client.post(
+        "/api/repairs/issues/fix", json={"handler": DOMAIN, "issue_id": issue_id}
+    )
+    result = await response.json()
+    assert result["step_id"] == "confirm"
+    response = await client.post(f"/api/repairs/issues/fix/{result['flow_id']}")
+    result = await response.json()
+    assert result["type"] == "create_entry"
+    await hass.async_block_till_done()
+    assert hass.config_entries.async_entries(DOMAIN) == [kept]
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+    assert kept.state is ConfigEntryState.LOADED

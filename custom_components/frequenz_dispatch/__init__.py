@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryError
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
 from homeassistant.helpers.start import async_at_started
 
-from .api import DispatchApi, DispatchInvalidUrlError
+from .api import DispatchApi, DispatchAuthError, DispatchInvalidUrlError
 from .const import (
     CONF_API_KEY,
     CONF_MICROGRID_ID,
@@ -17,6 +17,7 @@ from .const import (
 )
 from .coordinator import FrequenzDispatchCoordinator, async_forget_entry
 from .data import FrequenzDispatchConfigEntry
+from .migration import async_migrate
 
 
 async def async_setup_entry(
@@ -24,15 +25,20 @@ async def async_setup_entry(
 ) -> bool:
     """Connect, fetch every dispatch, set up the platforms, follow the stream."""
     try:
-        api = DispatchApi(
+        api = await DispatchApi.async_open(
             entry.data[CONF_SERVER_URL],
             entry.data[CONF_API_KEY],
             int(entry.data[CONF_MICROGRID_ID]),
             entry.data.get(CONF_SIGN_SECRET),
+            run_blocking=hass.async_add_executor_job,
         )
     except DispatchInvalidUrlError as err:
         raise ConfigEntryError(
             translation_domain=DOMAIN, translation_key="invalid_url"
+        ) from err
+    except DispatchAuthError as err:  # a key gRPC cannot send
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="invalid_auth"
         ) from err
     coordinator = FrequenzDispatchCoordinator(hass, entry, api)
     try:
@@ -75,3 +81,10 @@ async def async_remove_entry(
 ) -> None:
     """End the runs still going on (`stopped`) and delete the stored state."""
     await async_forget_entry(hass, entry)
+
+
+async def async_migrate_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> bool:
+    """Migrate an entry of an older version (see migration.py)."""
+    return await async_migrate(hass, entry)

@@ -9,16 +9,13 @@ stream restart, and it maps no errors.
 """
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Self, overload
 
 from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from frequenz.client.base.conversion import to_timestamp
 from frequenz.client.dispatch.recurrence import RecurrenceRule
-from frequenz.client.dispatch.types import Dispatch, Event
-from google.protobuf.struct_pb2 import Struct
+from frequenz.client.dispatch.types import Event
 import grpc
 
 from .channel import (
@@ -30,9 +27,41 @@ from .channel import (
     sendable,
 )
 from .const import LOGGER
-from .event_data import dispatch_data
-from .schedule import InvalidDispatchError, Schedule
-from .targets import target_to_protobuf
+from .parsed import (
+    MalformedDispatch,
+    ParsedDispatch,
+    StreamUpdate,
+    Unchanged,
+    ValidDispatch,
+    message_version,
+    parse_dispatch,
+    version_of,
+)
+from .write_requests import create_request, update_request
+
+__all__ = [
+    "CALL_TIMEOUT_S",
+    "LIST_PAGE_SIZE",
+    "STREAM_TIMEOUT_S",
+    "UNLISTABLE_REASON",
+    "Certificates",
+    "DispatchApi",
+    "DispatchApiError",
+    "DispatchAuthError",
+    "DispatchConnectionError",
+    "DispatchInvalidInputError",
+    "DispatchInvalidUrlError",
+    "DispatchNotFoundError",
+    "DispatchStream",
+    "DispatchWriteDeniedError",
+    "MalformedDispatch",
+    "ParsedDispatch",
+    "StreamUpdate",
+    "Unchanged",
+    "ValidDispatch",
+    "parse_dispatch",
+    "version_of",
+]
 
 _AUTH_CODES = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
@@ -90,118 +119,6 @@ class DispatchWriteDeniedError(DispatchApiError):
     """
 
 
-def version_of(stamp: Any) -> int:
-    """An update time as exact integer nanoseconds since the epoch."""
-    return int(stamp.seconds) * 1_000_000_000 + int(stamp.nanos)
-
-
-def _version_from_datetime(value: datetime) -> int:
-    """Nanoseconds of a datetime, exact to its microsecond."""
-    delta = value - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + (
-        delta.microseconds * 1_000
-    )
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class ValidDispatch:
-    """A dispatch we understood, with its compiled schedule."""
-
-    dispatch: Dispatch
-    schedule: Schedule
-    update_ns: int | None = None
-    """The exact update time from the server; see `version`."""
-
-    @property
-    def id(self) -> int:
-        """The dispatch id."""
-        return int(self.dispatch.id)
-
-    @property
-    def version(self) -> int:
-        """The exact version: the server's update time in integer nanoseconds.
-
-        Compare this, never `dispatch.update_time` (the client's datetime
-        drops the nanoseconds, and floats can round). Items built without
-        `update_ns` fall back to the microseconds of `dispatch.update_time`.
-        """
-        if self.update_ns is not None:
-            return self.update_ns
-        return _version_from_datetime(self.dispatch.update_time)
-
-
-@dataclass(frozen=True, slots=True)
-class MalformedDispatch:
-    """A dispatch the server sent that we cannot interpret (or cannot receive)."""
-
-    id: int
-    reason: str
-    update_time: datetime | None = None
-    """When the server last changed it, if even that could be read."""
-    version: int | None = None
-    """The exact version (integer nanoseconds), None if unreadable or unknown."""
-    unlistable: bool = False
-    """True if it is too large to be received even alone: its content is unknown."""
-
-
-@dataclass(frozen=True, slots=True)
-class Unchanged:
-    """A listed dispatch whose version equals the one the caller knows."""
-
-    id: int
-
-
-type ParsedDispatch = ValidDispatch | MalformedDispatch
-
-
-@dataclass(frozen=True, slots=True)
-class StreamUpdate:
-    """One change pushed by the stream."""
-
-    event: Event
-    item: ParsedDispatch
-
-
-def parse_dispatch(message: Any) -> ParsedDispatch:
-    """Convert one protobuf dispatch, never raising for bad content."""
-    dispatch_id = int(message.metadata.dispatch_id)
-    version = _version(message)
-    try:
-        if not message.data.HasField("start_time"):
-            raise InvalidDispatchError("start_time is missing")
-        dispatch = Dispatch.from_protobuf(message)
-        schedule = Schedule(dispatch)
-        dispatch_data(dispatch)  # what cannot be shown in events is malformed too
-        return ValidDispatch(dispatch, schedule, version)
-    except Exception as err:  # any bad content skips just this dispatch
-        return MalformedDispatch(
-            dispatch_id,
-            str(err) or type(err).__name__,
-            _update_time(message),
-            version,
-        )
-
-
-def _version(message: Any) -> int | None:
-    if not message.metadata.HasField("update_time"):
-        return None
-    return version_of(message.metadata.update_time)
-
-
-def _update_time(message: Any) -> datetime | None:
-    """The exact update time (to the microsecond), None if unreadable."""
-    stamp = message.metadata.update_time
-    try:
-        return datetime.fromtimestamp(int(stamp.seconds), UTC) + timedelta(
-            microseconds=int(stamp.nanos) // 1_000
-        )
-    except (ValueError, OverflowError, OSError):
-        return None
-
-
 def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApiError:
     """Map a gRPC failure to our exception hierarchy."""
     code = err.code()
@@ -216,107 +133,14 @@ def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApi
     return DispatchConnectionError(f"{code.name}: {err.details()}")
 
 
-def _payload(payload: Mapping[str, Any]) -> Struct:
-    """A JSON-like mapping as a protobuf Struct."""
-    struct = Struct()
-    try:
-        struct.update(payload)
-    except (ValueError, TypeError) as err:
-        raise DispatchInvalidInputError(f"payload: {err}") from err
-    return struct
-
-
-def _target(target: list[int] | list[str]) -> dispatch_pb2.TargetComponents:
-    try:
-        return target_to_protobuf(target)
-    except ValueError as err:
-        raise DispatchInvalidInputError(f"target: {err}") from err
-
-
-def _timestamp(name: str, value: datetime) -> Any:
-    if value.tzinfo is None or value.utcoffset() is None:
-        raise DispatchInvalidInputError(f"{name} must carry a time zone")
-    return to_timestamp(value)
-
-
-def _seconds(duration: timedelta) -> int:
-    seconds = duration.total_seconds()
-    if not 0 <= seconds < 2**32:
-        raise DispatchInvalidInputError("duration must be positive")
-    return round(seconds)
-
-
-def _recurrence(rule: RecurrenceRule | None) -> dispatch_pb2.RecurrenceRule:
-    if rule is None:
-        return dispatch_pb2.RecurrenceRule()
-    try:
-        return rule.to_protobuf()
-    except (ValueError, TypeError) as err:
-        raise DispatchInvalidInputError(f"recurrence: {err}") from err
-
-
-_RECURRENCE_PATHS = (
-    "recurrence.freq",
-    "recurrence.interval",
-    "recurrence.end_criteria",
-    "recurrence.byminutes",
-    "recurrence.byhours",
-    "recurrence.byweekdays",
-    "recurrence.bymonthdays",
-    "recurrence.bymonths",
-)
-"""All sub-paths, as the official client sends them: the whole rule is replaced."""
-
-
-def _update_request(
-    microgrid_id: int, dispatch_id: int, changes: Mapping[str, Any]
-) -> dispatch_pb2.UpdateMicrogridDispatchRequest:
-    """Build the request and field mask of `DispatchApi.update`."""
-    request = dispatch_pb2.UpdateMicrogridDispatchRequest(
-        microgrid_id=microgrid_id, dispatch_id=dispatch_id
-    )
-    update = request.update
-    paths = request.update_mask.paths
-    for key, value in changes.items():
-        match key:
-            case "type" | "dry_run":
-                raise DispatchInvalidInputError(
-                    f"the Dispatch API cannot change the {key} of a dispatch"
-                )
-            case "start_time":
-                update.start_time.CopyFrom(_timestamp(key, value))
-                paths.append(key)
-            case "duration":
-                if value is not None:
-                    update.duration = _seconds(value)
-                paths.append(key)
-            case "target":
-                update.target.CopyFrom(_target(value))
-                paths.append(key)
-            case "payload":
-                update.payload.CopyFrom(_payload(value))
-                paths.append(key)
-            case "active":
-                update.is_active = bool(value)
-                paths.append("is_active")
-            case "recurrence":
-                # Same fields and numbers, another message type.
-                update.recurrence.ParseFromString(
-                    _recurrence(value).SerializeToString()
-                )
-                paths.extend(_RECURRENCE_PATHS)
-            case _:
-                raise DispatchInvalidInputError(f"unknown field: {key}")
-    return request
-
-
 class _Listing:
     """What one `list_all` has collected so far."""
 
     def __init__(self, known: Mapping[int, int]) -> None:
         self.known = known
         self.items: dict[int, ParsedDispatch | Unchanged] = {}
-        self.total = 0
+        self.total: int | None = None
+        """The server's count of all dispatches; None until a page arrives."""
 
     def add(self, messages: Iterable[Any], *, stop_at_seen: bool) -> bool:
         """Take a page; False if `stop_at_seen` and it reached a listed id."""
@@ -326,7 +150,7 @@ class _Listing:
                 if stop_at_seen:
                     return False
                 continue
-            version = _version(message)
+            version = message_version(message)
             if version is not None and self.known.get(dispatch_id) == version:
                 self.items[dispatch_id] = Unchanged(dispatch_id)
             else:
@@ -338,7 +162,11 @@ class DispatchApi:
     """Access to the dispatches of one microgrid."""
 
     unlisted: int = 0
-    """Dispatches the last `list_all` could neither receive nor name."""
+    """Dispatches the last `list_all` could neither receive nor name.
+
+    From the server's total count; when not even one page arrived, 1 stands
+    for "at least one".
+    """
 
     def __init__(
         self,
@@ -364,7 +192,7 @@ class DispatchApi:
         if not api_key or not sendable(api_key):
             raise DispatchAuthError("the API key contains characters gRPC cannot send")
         self._channel = open_channel(url, certificates, api_key, sign_secret or None)
-        self._stub_: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
+        self._stub: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
         self.microgrid_id = microgrid_id
 
     @classmethod
@@ -407,10 +235,6 @@ class DispatchApi:
         """Close the gRPC channel."""
         await self._channel.close(None)
 
-    @property
-    def _stub(self) -> Any:
-        return self._stub_
-
     @overload
     async def list_all(self) -> list[ParsedDispatch]: ...
 
@@ -441,7 +265,10 @@ class DispatchApi:
         if blocked:
             await self._list_pass(listing, reverse=True)
             await self._fetch_missing(listing)
-        self.unlisted = max(0, listing.total - len(listing.items))
+        if listing.total is not None:
+            self.unlisted = max(0, listing.total - len(listing.items))
+        else:  # not even one page arrived: at least the blocking one is missing
+            self.unlisted = 0 if listing.items else int(blocked)
         return list(listing.items.values())
 
     def _list_request(
@@ -491,8 +318,9 @@ class DispatchApi:
                     token = ""
                     seen_tokens.clear()
                 continue
-            if not reverse:
-                listing.total = response.pagination_info.total_items
+            listing.total = max(
+                listing.total or 0, response.pagination_info.total_items
+            )
             if not listing.add(response.dispatches, stop_at_seen=reverse):
                 return False  # the reverse pass met the forward one
             token = response.pagination_info.next_page_token
@@ -550,19 +378,20 @@ class DispatchApi:
         Raises DispatchInvalidInputError (also for input refused before
         sending), DispatchWriteDeniedError or DispatchConnectionError.
         """
-        data = dispatch_pb2.DispatchData(
-            type=dispatch_type,
-            start_time=_timestamp("start_time", start_time),
-            duration=None if duration is None else _seconds(duration),
-            target=_target(target),
-            is_active=active,
-            is_dry_run=dry_run,
-            payload=_payload(payload),
-            recurrence=_recurrence(recurrence),
-        )
-        request = dispatch_pb2.CreateMicrogridDispatchRequest(
-            microgrid_id=self.microgrid_id, dispatch_data=data
-        )
+        try:
+            request = create_request(
+                self.microgrid_id,
+                dispatch_type=dispatch_type,
+                start_time=start_time,
+                duration=duration,
+                target=target,
+                payload=payload,
+                active=active,
+                dry_run=dry_run,
+                recurrence=recurrence,
+            )
+        except ValueError as err:
+            raise DispatchInvalidInputError(str(err)) from err
         response = await self._call(
             self._stub.CreateMicrogridDispatch(request, timeout=self._timeout),
             write=True,
@@ -580,7 +409,10 @@ class DispatchApi:
         API: DispatchInvalidInputError. Raises as `create`, and
         DispatchNotFoundError.
         """
-        request = _update_request(self.microgrid_id, dispatch_id, changes)
+        try:
+            request = update_request(self.microgrid_id, dispatch_id, changes)
+        except ValueError as err:
+            raise DispatchInvalidInputError(str(err)) from err
         response = await self._call(
             self._stub.UpdateMicrogridDispatch(request, timeout=self._timeout),
             write=True,

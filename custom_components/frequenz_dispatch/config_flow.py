@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+import math
 from typing import Any
 
 from homeassistant.config_entries import (
@@ -10,7 +11,7 @@ from homeassistant.config_entries import (
     ConfigFlowResult,
     OptionsFlow,
 )
-from homeassistant.core import callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
@@ -27,6 +28,7 @@ from .api import (
     DispatchConnectionError,
     DispatchInvalidUrlError,
 )
+from .channel import InvalidServerUrl, parse_server_url, sendable
 from .const import (
     CONF_API_KEY,
     CONF_DRY_RUN_COUNTS,
@@ -52,31 +54,87 @@ def _connection_schema(defaults: Mapping[str, Any]) -> dict[vol.Marker, Any]:
     }
 
 
-USER_SCHEMA = vol.Schema(
-    {
-        **_connection_schema({}),
-        vol.Required(CONF_MICROGRID_ID): NumberSelector(
-            NumberSelectorConfig(min=1, step=1, mode=NumberSelectorMode.BOX)
-        ),
-    }
+_MICROGRID_ID = NumberSelector(
+    NumberSelectorConfig(min=1, step=1, mode=NumberSelectorMode.BOX)
 )
+USER_SCHEMA = vol.Schema(
+    {**_connection_schema({}), vol.Required(CONF_MICROGRID_ID): _MICROGRID_ID}
+)
+_MAX_MICROGRID_ID = 2**64 - 1
+
+_DETAIL = "error_detail"
+"""Description placeholder saying what exactly is wrong (shown with the error)."""
 
 
-async def _check_connection(data: Mapping[str, Any]) -> dict[str, str]:
-    """List the microgrid's dispatches once; return form errors (empty = fine)."""
-    if not data[CONF_API_KEY]:
-        # The client refuses to build without a key (TypeError); the server
-        # would reject a blank one anyway.
-        return {CONF_API_KEY: "invalid_auth"}
+class _FormError(Exception):
+    """Input the form must refuse: `field` gets `error`, `detail` says why."""
+
+    def __init__(self, field: str, error: str, detail: str = "") -> None:
+        super().__init__(error)
+        self.field = field
+        self.error = error
+        self.detail = detail
+
+
+def _microgrid_id(value: Any) -> int:
+    """A whole number within 1..2^64-1 (never rounded), else a form error."""
+    if isinstance(value, str):
+        if not value.strip().isdigit():
+            raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
+    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+        raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
+    number = int(value)
+    if not 1 <= number <= _MAX_MICROGRID_ID:
+        raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
+    return number
+
+
+def _secret_text(field: str, value: Any) -> str:
+    """A key or secret as entered, without surrounding blanks."""
+    text = str(value or "").strip()
+    if not sendable(text):
+        raise _FormError(field, "invalid_key_characters")
+    return text
+
+
+def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Check form input and normalise it into config entry data."""
+    url = str(user_input.get(CONF_SERVER_URL) or "").strip()
     try:
-        api = DispatchApi(
+        parse_server_url(url)
+    except InvalidServerUrl as err:
+        raise _FormError(CONF_SERVER_URL, "invalid_url", str(err)) from None
+    data: dict[str, Any] = {
+        CONF_SERVER_URL: url,
+        CONF_API_KEY: _secret_text(CONF_API_KEY, user_input.get(CONF_API_KEY)),
+        CONF_MICROGRID_ID: _microgrid_id(user_input.get(CONF_MICROGRID_ID)),
+    }
+    if not data[CONF_API_KEY]:
+        raise _FormError(CONF_API_KEY, "invalid_auth")
+    if secret := _secret_text(CONF_SIGN_SECRET, user_input.get(CONF_SIGN_SECRET)):
+        data[CONF_SIGN_SECRET] = secret
+    return data
+
+
+async def _check_connection(
+    hass: HomeAssistant, data: Mapping[str, Any]
+) -> dict[str, str]:
+    """List the microgrid's dispatches once; return form errors (empty = fine)."""
+    try:
+        api = await DispatchApi.async_open(
             data[CONF_SERVER_URL],
             data[CONF_API_KEY],
-            int(data[CONF_MICROGRID_ID]),
+            data[CONF_MICROGRID_ID],
             data.get(CONF_SIGN_SECRET),
+            run_blocking=hass.async_add_executor_job,
         )
-    except DispatchInvalidUrlError:
-        return {CONF_SERVER_URL: "invalid_url"}
+    except DispatchInvalidUrlError as err:
+        raise _FormError(CONF_SERVER_URL, "invalid_url", str(err)) from None
+    except DispatchAuthError:
+        raise _FormError(CONF_API_KEY, "invalid_key_characters") from None
     try:
         async with api:
             await api.list_all()
@@ -90,22 +148,14 @@ async def _check_connection(data: Mapping[str, Any]) -> dict[str, str]:
     return {}
 
 
-def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
-    """Normalise form input into config entry data."""
-    data: dict[str, Any] = {
-        CONF_SERVER_URL: str(user_input[CONF_SERVER_URL]).strip(),
-        CONF_API_KEY: str(user_input[CONF_API_KEY]).strip(),
-        CONF_MICROGRID_ID: int(user_input[CONF_MICROGRID_ID]),
-    }
-    if secret := str(user_input.get(CONF_SIGN_SECRET) or "").strip():
-        data[CONF_SIGN_SECRET] = secret
-    return data
-
-
 class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
-    """Set up one config entry per (server, microgrid)."""
+    """Set up one config entry per microgrid."""
 
     VERSION = 1
+    MINOR_VERSION = 2
+    """1.2: the unique ID is the microgrid ID (1.1: "<url>#<microgrid id>")."""
+
+    _detail = ""
 
     @staticmethod
     @callback
@@ -115,25 +165,51 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         """Options of an existing entry."""
         return FrequenzDispatchOptionsFlow()
 
+    def _form(
+        self,
+        step_id: str,
+        schema: Any,  # voluptuous, or probatio on newer HA
+        errors: dict[str, str],
+        placeholders: dict[str, str] | None = None,
+    ) -> ConfigFlowResult:
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=schema,
+            errors=errors,
+            description_placeholders={_DETAIL: self._detail, **(placeholders or {})},
+        )
+
+    async def _validate(self, user_input: Mapping[str, Any]) -> dict[str, Any]:
+        """Clean and test the input; raise _FormError with the form's errors."""
+        data = _clean(user_input)
+        if errors := await _check_connection(self.hass, data):
+            raise _FormError("base", errors["base"])
+        return data
+
+    def _refused(self, err: _FormError) -> dict[str, str]:
+        self._detail = err.detail
+        return {err.field: err.error}
+
     async def async_step_user(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Ask for the server, key and microgrid, then test them."""
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _clean(user_input)
-            await self.async_set_unique_id(
-                f"{data[CONF_SERVER_URL]}#{data[CONF_MICROGRID_ID]}"
-            )
-            self._abort_if_unique_id_configured()
-            if not (errors := await _check_connection(data)):
+            try:
+                microgrid_id = _microgrid_id(user_input.get(CONF_MICROGRID_ID))
+                await self.async_set_unique_id(str(microgrid_id))
+                self._abort_if_unique_id_configured()
+                data = await self._validate(user_input)
                 return self.async_create_entry(
-                    title=f"Microgrid {data[CONF_MICROGRID_ID]}", data=data
+                    title=f"Microgrid {microgrid_id}", data=data
                 )
-        return self.async_show_form(
-            step_id="user",
-            data_schema=self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
-            errors=errors,
+            except _FormError as err:
+                errors = self._refused(err)
+        return self._form(
+            "user",
+            self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
+            errors,
         )
 
     async def async_step_reauth(
@@ -150,50 +226,64 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             # The secret is what the user entered now: omitted or blank clears it.
-            data = {k: v for k, v in entry.data.items() if k != CONF_SIGN_SECRET}
-            data.update(_clean({**data, **user_input}))
-            if not (errors := await _check_connection(data)):
+            kept = {k: v for k, v in entry.data.items() if k != CONF_SIGN_SECRET}
+            try:
+                data = await self._validate({**kept, **user_input})
                 return self.async_update_reload_and_abort(entry, data=data)
-        return self.async_show_form(
-            step_id="reauth_confirm",
-            data_schema=vol.Schema(
+            except _FormError as err:
+                errors = self._refused(err)
+        return self._form(
+            "reauth_confirm",
+            vol.Schema(
                 {
                     vol.Required(CONF_API_KEY): _PASSWORD,
                     vol.Optional(CONF_SIGN_SECRET): _PASSWORD,
                 }
             ),
-            description_placeholders={
-                CONF_MICROGRID_ID: str(entry.data[CONF_MICROGRID_ID])
-            },
-            errors=errors,
+            errors,
+            {CONF_MICROGRID_ID: str(entry.data[CONF_MICROGRID_ID])},
         )
 
     async def async_step_reconfigure(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        """Change the URL, key or secret of an entry, keeping its entities."""
+        """Change the URL, key or secret of an entry, keeping its entities.
+
+        The microgrid stays: entering another one aborts.
+        """
         entry = self._get_reconfigure_entry()
+        microgrid_id = str(entry.data[CONF_MICROGRID_ID])
         errors: dict[str, str] = {}
         if user_input is not None:
-            data = _clean(
-                {**user_input, CONF_MICROGRID_ID: entry.data[CONF_MICROGRID_ID]}
-            )
-            unique_id = f"{data[CONF_SERVER_URL]}#{data[CONF_MICROGRID_ID]}"
-            if unique_id != entry.unique_id:
-                # A new URL must not collide with another entry.
-                await self.async_set_unique_id(unique_id)
-                self._abort_if_unique_id_configured()
-            if not (errors := await _check_connection(data)):
-                return self.async_update_reload_and_abort(
-                    entry, unique_id=unique_id, data=data
+            try:
+                given = user_input.get(CONF_MICROGRID_ID, microgrid_id)
+                await self.async_set_unique_id(str(_microgrid_id(given)))
+                self._abort_if_unique_id_mismatch(reason="wrong_microgrid")
+                data = await self._validate(
+                    {**user_input, CONF_MICROGRID_ID: entry.data[CONF_MICROGRID_ID]}
                 )
-        return self.async_show_form(
-            step_id="reconfigure",
-            data_schema=self.add_suggested_values_to_schema(
-                vol.Schema(_connection_schema(entry.data)),
-                {CONF_SERVER_URL: entry.data[CONF_SERVER_URL]},
+                return self.async_update_reload_and_abort(
+                    entry, unique_id=microgrid_id, data=data
+                )
+            except _FormError as err:
+                errors = self._refused(err)
+        schema = vol.Schema(
+            {
+                **_connection_schema(entry.data),
+                vol.Optional(CONF_MICROGRID_ID): _MICROGRID_ID,
+            }
+        )
+        return self._form(
+            "reconfigure",
+            self.add_suggested_values_to_schema(
+                schema,
+                {
+                    CONF_SERVER_URL: entry.data[CONF_SERVER_URL],
+                    CONF_MICROGRID_ID: entry.data[CONF_MICROGRID_ID],
+                },
             ),
-            errors=errors,
+            errors,
+            {CONF_MICROGRID_ID: microgrid_id},
         )
 
 
