@@ -227,3 +227,40 @@ async def test_setup_with_an_auth_error_runs_from_the_cache_and_asks_for_a_key(
     flows = hass.config_entries.flow.async_progress()
     assert [flow["context"]["source"] for flow in flows] == ["reauth"]
     assert recorder.kinds() == ["started"]
+
+
+async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """An oversized stream message: the stream recovers by re-listing."""
+    held = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    issue_id = f"dispatch_unlistable_{coordinator.config_entry.entry_id}"
+    (raw,) = dispatch_server.raw_dispatches(MICROGRID_ID)
+    raw.data.payload.update({"blob": "x" * (17 * 1024 * 1024)})
+    raw.metadata.update_time.FromDatetime((t0 + MINUTE).replace(tzinfo=None))
+    dispatch_server.insert_raw(MICROGRID_ID, raw)
+    now = t0
+    for _ in range(30):
+        now += timedelta(seconds=5)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+        if ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None:
+            break
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "microgrid_id": str(MICROGRID_ID),
+        "ids": str(held),
+        "unnamed": "0",
+    }
+    # Its content is unknown: it stops, like any unreadable version.
+    assert held not in coordinator.data
+    assert recorder.kinds(held) == ["started", "stopped"]
+    # A normal dispatch still arrives on the recovered stream.
+    later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
+    await wait_for(hass, lambda: later in coordinator.data, "stream recovered")

@@ -574,11 +574,14 @@ class FrequenzDispatchCoordinator:
         loop every `CHUNK` dispatches, so a large listing never stalls it.
         """
         listed: set[int] = set()
+        unlistable: list[int] = []
         now = dt_util.utcnow()
         for index, item in enumerate(parsed, 1):
             listed.add(item.id)
             if isinstance(item, Unchanged):
                 continue
+            if isinstance(item, MalformedDispatch) and item.unlistable:
+                unlistable.append(item.id)
             self._accept(item, now, announce=announce)
             if index % CHUNK == 0:
                 self.timeline.arm()
@@ -596,6 +599,28 @@ class FrequenzDispatchCoordinator:
             del self._deleted[dispatch_id]
         self.timeline.arm()
         self._flush()
+        self._report_unlistable(sorted(unlistable), self.api.unlisted)
+
+    @callback
+    def _report_unlistable(self, ids: list[int], unnamed: int) -> None:
+        """A repair issue names the dispatches too large to be received."""
+        issue_id = f"dispatch_unlistable_{self._entry_id}"
+        if not ids and not unnamed:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="dispatch_unlistable",
+            translation_placeholders={
+                "microgrid_id": str(self.microgrid_id),
+                "ids": ", ".join(str(i) for i in ids) or "-",
+                "unnamed": str(unnamed),
+            },
+        )
 
     @callback
     def _on_timer(self, now: datetime) -> None:
