@@ -331,6 +331,17 @@ class Bench:
         self.figures["re-list: longest stall"] = self.monitor.stall()
         self.figures["re-list: entity writes"] = str(len(self.writes))
 
+    async def save(self) -> None:
+        """Save every dispatch (encoded in the executor)."""
+        self.monitor.reset()
+        began = time.perf_counter()
+        await self.coordinator.async_save()
+        took = time.perf_counter() - began
+        await asyncio.sleep(0.2)
+        self.figures["save of all dispatches: longest stall"] = (
+            f"{self.monitor.stall()}, {ms(took)} in all"
+        )
+
     async def stream_updates(self) -> None:
         """Loop time of one stream update (payload of a current dispatch)."""
         coordinator = self.coordinator
@@ -480,6 +491,7 @@ async def run_size(
                 await hass.async_stop(force=True)
                 return Figures(bench.figures)
             await bench.idle_and_relist()
+            await bench.save()
             await bench.stream_updates()
             await bench.creates()
             await bench.start_burst()

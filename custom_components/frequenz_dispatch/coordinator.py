@@ -333,6 +333,10 @@ class FrequenzDispatchCoordinator:
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
+    async def async_save(self) -> None:
+        """Save the dispatches and reported runs now."""
+        await self.store.async_save_now(self._save_source)
+
     def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
         """What to save: references only (encoded in the executor)."""
         runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
@@ -375,7 +379,7 @@ class FrequenzDispatchCoordinator:
             self._flush_handle = None
         if self._loaded:
             # A reload or restart continues from here: no run starts twice.
-            await self.store.async_save_now(self._save_source)
+            await self.async_save()
         else:
             self.store.cancel()
 
