@@ -127,6 +127,25 @@ async def seed(sim: Sim, microgrid_id: int, total: int, current: int) -> None:
 # -- measuring the loop ------------------------------------------------------------
 
 
+class GcMonitor:
+    """Times every garbage collection (they run inside whatever callback)."""
+
+    def __init__(self) -> None:
+        """Register with the garbage collector."""
+        self.longest = 0.0
+        self.total = 0.0
+        self._began = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, _info: dict[str, int]) -> None:
+        if phase == "start":
+            self._began = time.perf_counter()
+        else:
+            spent = time.perf_counter() - self._began
+            self.total += spent
+            self.longest = max(self.longest, spent)
+
+
 class LoopMonitor:
     """Times every callback the event loop runs (wall clock and CPU time).
 
@@ -134,8 +153,11 @@ class LoopMonitor:
     loop's thread) is what the callback itself cost.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, collections: GcMonitor) -> None:
         """Install the timing wrapper on asyncio's Handle."""
+        self.collections = collections
+        self.gc_in_window = 0.0
+        self.longest_without_gc = 0.0
         self.busy = 0.0
         self.busy_cpu = 0.0
         self.longest = 0.0
@@ -146,10 +168,16 @@ class LoopMonitor:
 
         def timed(handle: asyncio.Handle) -> None:
             began, began_cpu = time.perf_counter(), time.thread_time()
+            gc_before = collections.total
             try:
                 original(handle)
             finally:
                 spent = time.perf_counter() - began
+                in_gc = collections.total - gc_before
+                monitor.gc_in_window += in_gc
+                monitor.longest_without_gc = max(
+                    monitor.longest_without_gc, spent - in_gc
+                )
                 spent_cpu = time.thread_time() - began_cpu
                 monitor.busy += spent
                 monitor.busy_cpu += spent_cpu
@@ -164,31 +192,22 @@ class LoopMonitor:
         """Start a new window."""
         self.busy = self.busy_cpu = 0.0
         self.longest = self.longest_cpu = 0.0
+        self.gc_in_window = self.longest_without_gc = 0.0
         self.longest_what = ""
 
     def stall(self) -> str:
         """The longest callback of the window, wall (CPU)."""
-        return f"{ms(self.longest)} (cpu {ms(self.longest_cpu)})"
+        return (
+            f"{ms(self.longest)} (cpu {ms(self.longest_cpu)}, "
+            f"without GC {ms(self.longest_without_gc)})"
+        )
 
     def loop_time(self, factor: float = 1.0) -> str:
         """Loop time of the window, wall (CPU)."""
-        return f"{ms(self.busy * factor)} (cpu {ms(self.busy_cpu * factor)})"
-
-
-class GcMonitor:
-    """Times every garbage collection (they run inside whatever callback)."""
-
-    def __init__(self) -> None:
-        """Register with the garbage collector."""
-        self.longest = 0.0
-        self._began = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, _info: dict[str, int]) -> None:
-        if phase == "start":
-            self._began = time.perf_counter()
-        else:
-            self.longest = max(self.longest, time.perf_counter() - self._began)
+        return (
+            f"{ms(self.busy * factor)} (cpu {ms(self.busy_cpu * factor)}, "
+            f"GC {ms(self.gc_in_window * factor)})"
+        )
 
 
 def ms(seconds: float) -> str:
@@ -542,8 +561,8 @@ async def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     sim = Sim()
-    monitor = LoopMonitor()
     collections = GcMonitor()
+    monitor = LoopMonitor(collections)
     try:
         # Warm up: the first instance pays one-time imports and caches.
         await run_size(sim, monitor, 10, 1, 99, quick=True)
@@ -561,14 +580,14 @@ async def main() -> None:
     names = list(next(iter(columns.values())).values)
     width = max(len(name) for name in names) + 2
     header = "figure".ljust(width) + "".join(
-        f"{total} dispatches".ljust(34) for total in columns
+        f"{total} dispatches".ljust(56) for total in columns
     )
     print(header)
     print("-" * len(header))
     for name in names:
         print(
             name.ljust(width)
-            + "".join(column.values[name].ljust(34) for column in columns.values())
+            + "".join(column.values[name].ljust(56) for column in columns.values())
         )
     print("memory per dispatch without entity".ljust(width) + memory)
     print("longest garbage collection".ljust(width) + ms(longest_gc))
