@@ -23,7 +23,7 @@ from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
 
 from .api import MalformedDispatch, ValidDispatch, parse_dispatch
-from .const import DOMAIN
+from .const import DOMAIN, LOGGER
 from .schedule import Run
 
 STORAGE_VERSION = 1
@@ -145,8 +145,14 @@ class EntryStore:
         self._source = None
         dispatches, runs = source()  # references only: cheap on the loop
         self.saves += 1
-        data = await self._hass.async_add_executor_job(_encode, dispatches, dict(runs))
-        await self._store.async_save(data)
+        try:
+            data = await self._hass.async_add_executor_job(
+                _encode, dispatches, dict(runs)
+            )
+            await self._store.async_save(data)
+        except Exception:
+            # Losing a save must not break the entry (or its unload).
+            LOGGER.exception("Cannot save the dispatches of %s", self._store.key)
 
     @callback
     def cancel(self) -> None:
