@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
@@ -154,6 +155,8 @@ class FrequenzDispatchCoordinator:
         self._entry_id = entry_id
         self._dry_run_counts = bool(self.options.get(CONF_DRY_RUN_COUNTS, False))
         self._states: dict[int, DispatchState] = {}
+        self._items: dict[int, ValidDispatch] = {}
+        self._items_view = MappingProxyType(self._items)
         self._deleted: dict[int, None] = {}
         self._malformed: dict[int, _Malformed] = {}
         self._running: set[int] = set()
@@ -190,8 +193,8 @@ class FrequenzDispatchCoordinator:
     # -- read API (entities, calendar, triggers, services, diagnostics) -----
 
     def dispatches(self) -> Mapping[int, ValidDispatch]:
-        """Every valid dispatch known now."""
-        return {dispatch_id: s.item for dispatch_id, s in self._states.items()}
+        """Every valid dispatch known now (a read-only live view)."""
+        return self._items_view
 
     @property
     def data(self) -> Mapping[int, ValidDispatch]:
@@ -759,10 +762,13 @@ class FrequenzDispatchCoordinator:
         state: DispatchState | None
         if new is None:
             del self._states[dispatch_id]
+            del self._items[dispatch_id]
             state = None
         elif old is None:
             state = self._states[dispatch_id] = DispatchState(new, run, next_start)
+            self._items[dispatch_id] = new
         else:
+            self._items[dispatch_id] = new
             state = old
             if old.item is not new:
                 state.item, state.data, state.attributes = new, None, None
