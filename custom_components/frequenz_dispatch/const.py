@@ -30,3 +30,12 @@ ALL_EVENTS: Final = (
 )
 
 PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+
+
+def signal_runs_changed(entry_id: str) -> str:
+    """Dispatcher signal for changes of an entry's dispatches or runs.
+
+    Sent without arguments whenever a dispatch appears, changes or goes, or a
+    run starts or stops.
+    """
+    return f"{DOMAIN}_{entry_id}_runs_changed"

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 from frequenz.client.dispatch.types import Event
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
@@ -26,6 +29,7 @@ from .api import (
     ValidDispatch,
 )
 from .const import (
+    CONF_DRY_RUN_COUNTS,
     DOMAIN,
     EVENT_CREATED,
     EVENT_DELETED,
@@ -33,6 +37,7 @@ from .const import (
     EVENT_STOPPED,
     EVENT_UPDATED,
     LOGGER,
+    signal_runs_changed,
 )
 from .reporter import EventReporter
 from .schedule import Run
@@ -360,3 +365,35 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             self._first_stream.cancel()
         await super().async_shutdown()
         await self.api.close()
+
+    # -- read API (contract) -------------------------------------------------
+
+    def dispatches(self) -> Mapping[int, ValidDispatch]:
+        """Every valid dispatch known now, by id."""
+        return MappingProxyType(self._items)
+
+    def run_of(self, dispatch_id: int) -> Run | None:
+        """The current run of a dispatch, None if it is not running."""
+        return self.scheduler.run_of(dispatch_id)
+
+    def is_type_running(self, dispatch_type: str) -> bool:
+        """Whether a dispatch of the type runs (the per-type sensor's rule)."""
+        dry_run_counts = bool(self.options.get(CONF_DRY_RUN_COUNTS, False))
+        return any(
+            (item := self._items.get(dispatch_id)) is not None
+            and item.dispatch.type == dispatch_type
+            and (dry_run_counts or not item.dispatch.dry_run)
+            for dispatch_id in self.scheduler.running
+        )
+
+    def known_types(self) -> set[str]:
+        """The types of the known dispatches."""
+        return {item.dispatch.type for item in self._items.values()}
+
+    @callback
+    def async_update_listeners(self) -> None:
+        """Update the entities, then tell the signal's subscribers."""
+        super().async_update_listeners()
+        async_dispatcher_send(
+            self.hass, signal_runs_changed(self.config_entry.entry_id)
+        )
