@@ -7,18 +7,22 @@ page) and its stream helper retries on its own without telling us, while we
 must re-list after every stream restart.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Self
 
 from frequenz.api.dispatch.v1 import dispatch_pb2
+from frequenz.client.base.conversion import to_timestamp
 from frequenz.client.dispatch import DispatchApiClient
+from frequenz.client.dispatch.recurrence import RecurrenceRule
 from frequenz.client.dispatch.types import Dispatch, Event
+from google.protobuf.struct_pb2 import Struct
 import grpc
 
 from .event_data import dispatch_data
 from .schedule import InvalidDispatchError, Schedule
+from .targets import target_to_protobuf
 
 _AUTH_CODES = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
@@ -41,6 +45,21 @@ class DispatchConnectionError(DispatchApiError):
 
 class DispatchInvalidUrlError(DispatchApiError):
     """The server URL cannot be used."""
+
+
+class DispatchInvalidInputError(DispatchApiError):
+    """The server (or this module, before sending) refused the input of a write."""
+
+
+class DispatchNotFoundError(DispatchApiError):
+    """The dispatch does not exist (any more)."""
+
+
+class DispatchWriteDeniedError(DispatchApiError):
+    """The server refused a write with this key (e.g. a read-only key).
+
+    Not a reason to re-authenticate: the same key may still read.
+    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,11 +122,112 @@ def _update_time(message: Any) -> datetime | None:
         return None
 
 
-def _map_error(err: grpc.aio.AioRpcError) -> DispatchApiError:
+def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApiError:
     """Map a gRPC failure to our exception hierarchy."""
-    if err.code() in _AUTH_CODES:
+    code = err.code()
+    if code in _AUTH_CODES:
+        if write:
+            return DispatchWriteDeniedError(err.details() or "write refused")
         return DispatchAuthError(err.details() or "authentication failed")
-    return DispatchConnectionError(f"{err.code().name}: {err.details()}")
+    if code is grpc.StatusCode.INVALID_ARGUMENT:
+        return DispatchInvalidInputError(err.details() or "invalid input")
+    if code is grpc.StatusCode.NOT_FOUND:
+        return DispatchNotFoundError(err.details() or "dispatch not found")
+    return DispatchConnectionError(f"{code.name}: {err.details()}")
+
+
+def _payload(payload: Mapping[str, Any]) -> Struct:
+    """A JSON-like mapping as a protobuf Struct."""
+    struct = Struct()
+    try:
+        struct.update(payload)
+    except (ValueError, TypeError) as err:
+        raise DispatchInvalidInputError(f"payload: {err}") from err
+    return struct
+
+
+def _target(target: list[int] | list[str]) -> dispatch_pb2.TargetComponents:
+    try:
+        return target_to_protobuf(target)
+    except ValueError as err:
+        raise DispatchInvalidInputError(f"target: {err}") from err
+
+
+def _timestamp(name: str, value: datetime) -> Any:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise DispatchInvalidInputError(f"{name} must carry a time zone")
+    return to_timestamp(value)
+
+
+def _seconds(duration: timedelta) -> int:
+    seconds = duration.total_seconds()
+    if not 0 <= seconds < 2**32:
+        raise DispatchInvalidInputError("duration must be positive")
+    return round(seconds)
+
+
+def _recurrence(rule: RecurrenceRule | None) -> dispatch_pb2.RecurrenceRule:
+    if rule is None:
+        return dispatch_pb2.RecurrenceRule()
+    try:
+        return rule.to_protobuf()
+    except (ValueError, TypeError) as err:
+        raise DispatchInvalidInputError(f"recurrence: {err}") from err
+
+
+_RECURRENCE_PATHS = (
+    "recurrence.freq",
+    "recurrence.interval",
+    "recurrence.end_criteria",
+    "recurrence.byminutes",
+    "recurrence.byhours",
+    "recurrence.byweekdays",
+    "recurrence.bymonthdays",
+    "recurrence.bymonths",
+)
+"""All sub-paths, as the official client sends them: the whole rule is replaced."""
+
+
+def _update_request(
+    microgrid_id: int, dispatch_id: int, changes: Mapping[str, Any]
+) -> dispatch_pb2.UpdateMicrogridDispatchRequest:
+    """Build the request and field mask of `DispatchApi.update`."""
+    request = dispatch_pb2.UpdateMicrogridDispatchRequest(
+        microgrid_id=microgrid_id, dispatch_id=dispatch_id
+    )
+    update = request.update
+    paths = request.update_mask.paths
+    for key, value in changes.items():
+        match key:
+            case "type" | "dry_run":
+                raise DispatchInvalidInputError(
+                    f"the Dispatch API cannot change the {key} of a dispatch"
+                )
+            case "start_time":
+                update.start_time.CopyFrom(_timestamp(key, value))
+                paths.append(key)
+            case "duration":
+                if value is not None:
+                    update.duration = _seconds(value)
+                paths.append(key)
+            case "target":
+                update.target.CopyFrom(_target(value))
+                paths.append(key)
+            case "payload":
+                update.payload.CopyFrom(_payload(value))
+                paths.append(key)
+            case "active":
+                update.is_active = bool(value)
+                paths.append("is_active")
+            case "recurrence":
+                # Same fields and numbers, another message type.
+                update.recurrence.ParseFromString(
+                    _recurrence(value).SerializeToString()
+                )
+                paths.extend(_RECURRENCE_PATHS)
+            case _:
+                raise DispatchInvalidInputError(f"unknown field: {key}")
+    return request
 
 
 class DispatchApi:
@@ -172,6 +292,91 @@ class DispatchApi:
                 request.pagination_params.page_token = token
         except grpc.aio.AioRpcError as err:
             raise _map_error(err) from err
+
+    async def _call(self, call: Awaitable[Any], *, write: bool) -> Any:
+        try:
+            return await call
+        except grpc.aio.AioRpcError as err:
+            raise _map_error(err, write=write) from err
+
+    @property
+    def _timeout(self) -> float:
+        return self._client.call_timeout.total_seconds()
+
+    async def create(
+        self,
+        *,
+        dispatch_type: str,
+        start_time: datetime,
+        duration: timedelta | None,
+        target: list[int] | list[str],
+        payload: Mapping[str, Any],
+        active: bool = True,
+        dry_run: bool = False,
+        recurrence: RecurrenceRule | None = None,
+    ) -> ParsedDispatch:
+        """Create a dispatch; return it as the server stored it.
+
+        Raises DispatchInvalidInputError (also for input refused before
+        sending), DispatchWriteDeniedError or DispatchConnectionError.
+        """
+        data = dispatch_pb2.DispatchData(
+            type=dispatch_type,
+            start_time=_timestamp("start_time", start_time),
+            duration=None if duration is None else _seconds(duration),
+            target=_target(target),
+            is_active=active,
+            is_dry_run=dry_run,
+            payload=_payload(payload),
+            recurrence=_recurrence(recurrence),
+        )
+        request = dispatch_pb2.CreateMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_data=data
+        )
+        response = await self._call(
+            self._stub.CreateMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+        return parse_dispatch(response.dispatch)
+
+    async def update(
+        self, dispatch_id: int, changes: Mapping[str, Any]
+    ) -> ParsedDispatch:
+        """Change the given fields of a dispatch; return the new version.
+
+        Keys: "start_time", "duration" (None = open-ended), "target",
+        "payload" (replaced whole), "active", "recurrence" (a RecurrenceRule,
+        None removes it). "type" and "dry_run" cannot be changed through the
+        API: DispatchInvalidInputError. Raises as `create`, and
+        DispatchNotFoundError.
+        """
+        request = _update_request(self.microgrid_id, dispatch_id, changes)
+        response = await self._call(
+            self._stub.UpdateMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+        return parse_dispatch(response.dispatch)
+
+    async def delete(self, dispatch_id: int) -> None:
+        """Delete a dispatch (DispatchNotFoundError if it does not exist)."""
+        request = dispatch_pb2.DeleteMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+        )
+        await self._call(
+            self._stub.DeleteMicrogridDispatch(request, timeout=self._timeout),
+            write=True,
+        )
+
+    async def get(self, dispatch_id: int) -> ParsedDispatch:
+        """Fetch one dispatch (DispatchNotFoundError if it does not exist)."""
+        request = dispatch_pb2.GetMicrogridDispatchRequest(
+            microgrid_id=self.microgrid_id, dispatch_id=dispatch_id
+        )
+        response = await self._call(
+            self._stub.GetMicrogridDispatch(request, timeout=self._timeout),
+            write=False,
+        )
+        return parse_dispatch(response.dispatch)
 
     def open_stream(self) -> "DispatchStream":
         """Open the change stream now; iterate it to receive the changes.
