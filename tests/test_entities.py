@@ -124,9 +124,9 @@ async def test_one_service_device_per_microgrid(
         registered = er.async_entries_for_config_entry(entities, entry.entry_id)
         assert registered
         assert {item.device_id for item in registered} == {device.id}
-    # The dispatch belongs to microgrid 42 only: 4 summary entities + 2 on 42.
-    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 6
-    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 4
+    # The dispatch belongs to microgrid 42 only: 5 summary entities + 2 on 42.
+    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 7
+    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 5
 
 
 # -- one binary sensor per dispatch --------------------------------------------

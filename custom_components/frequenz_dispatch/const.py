@@ -29,7 +29,12 @@ ALL_EVENTS: Final = (
     EVENT_STOPPED,
 )
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+PLATFORMS: Final = [
+    Platform.BINARY_SENSOR,
+    Platform.CALENDAR,
+    Platform.EVENT,
+    Platform.SENSOR,
+]
 
 
 def signal_runs_changed(entry_id: str) -> str:
