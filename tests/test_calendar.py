@@ -34,7 +34,8 @@ async def _events(
         return_response=True,
     )
     assert response is not None
-    events: list[dict[str, Any]] = response[CALENDAR]["events"]  # type: ignore[index,assignment]
+    calendar: Any = response[CALENDAR]
+    events: list[dict[str, Any]] = calendar["events"]
     return events
 
 
