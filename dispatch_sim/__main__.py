@@ -1,4 +1,4 @@
-"""Command line: ``python -m dispatch_sim --api-key KEY [--seed FILE.json]``.
+"""Command line: ``python -m dispatch_sim --api-key KEY [--seed FILE] [--generate N]``.
 
 Serves until SIGINT/SIGTERM. Once listening, prints one line
 ``dispatch-sim listening on grpc://HOST:PORT?ssl=false`` to stdout.
@@ -12,7 +12,14 @@ import os
 import signal
 import sys
 
-from .seed import SeedError, apply_seed, load_seed, sample_seed_path
+from .convert import now_utc
+from .seed import (
+    SeedError,
+    apply_seed,
+    generate_dispatches,
+    load_seed,
+    sample_seed_path,
+)
 from .server import DispatchSimulator
 
 _LOGGER = logging.getLogger("dispatch_sim")
@@ -39,9 +46,20 @@ def _parser() -> argparse.ArgumentParser:
         help="API key clients must send (default: $DISPATCH_API_KEY)",
     )
     parser.add_argument(
+        "--read-only-api-key",
+        help="a second key that may read but not create, update or delete",
+    )
+    parser.add_argument(
         "--seed",
         metavar="FILE",
         help='JSON seed file to load at start ("sample": the bundled sample)',
+    )
+    parser.add_argument(
+        "--generate",
+        metavar="N",
+        type=int,
+        default=0,
+        help="also create N generated dispatches (a tenth of them current)",
     )
     parser.add_argument(
         "--microgrid-id",
@@ -74,6 +92,7 @@ async def _serve(args: argparse.Namespace) -> int:
         port=args.port,
         page_size=args.page_size,
         sign_secret=args.sign_secret,
+        read_only_api_key=args.read_only_api_key,
     )
     sim.delay = args.delay
     if args.seed:
@@ -85,6 +104,11 @@ async def _serve(args: argparse.Namespace) -> int:
             _LOGGER.error("Cannot load seed: %s", err)
             return 2
         _LOGGER.info("Loaded %d dispatches from %s", len(ids), path)
+    if args.generate > 0:
+        now = now_utc().replace(microsecond=0)
+        generated = generate_dispatches(args.generate, now=now)
+        sim.create_many(args.microgrid_id, generated)
+        _LOGGER.info("Created %d generated dispatches", args.generate)
     try:
         await sim.start()
     except OSError as err:

@@ -16,6 +16,8 @@ from frequenz.client.dispatch.types import TargetCategory
 from google.protobuf.struct_pb2 import Struct
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from .errors import InvalidDispatchError
+
 TargetItem = int | str | TargetCategory | ElectricalComponentCategory
 """One element of a control-API target: a component id or a category."""
 
@@ -47,11 +49,11 @@ def to_timestamp(value: datetime) -> Timestamp:
         The timestamp.
 
     Raises:
-        ValueError: If the datetime is naive.
+        InvalidDispatchError: If the datetime is naive.
 
     """
     if value.tzinfo is None or value.utcoffset() is None:
-        raise ValueError(f"datetime must be timezone aware: {value!r}")
+        raise InvalidDispatchError(f"datetime must be timezone aware: {value!r}")
     stamp = Timestamp()
     stamp.FromDatetime(value.astimezone(UTC))
     return stamp
@@ -93,14 +95,14 @@ def duration_seconds(duration: timedelta | None) -> int | None:
         The rounded number of seconds, or None.
 
     Raises:
-        ValueError: If the duration is negative.
+        InvalidDispatchError: If the duration is negative.
 
     """
     if duration is None:
         return None
     seconds = round(duration.total_seconds())
     if seconds < 0:
-        raise ValueError(f"duration must not be negative: {duration}")
+        raise InvalidDispatchError(f"duration must not be negative: {duration}")
     return seconds
 
 
@@ -147,17 +149,17 @@ def category_value(name: str) -> ec_pb2.ElectricalComponentCategory.ValueType:
         The protobuf enum value.
 
     Raises:
-        ValueError: If the name is unknown.
+        InvalidDispatchError: If the name is unknown.
 
     """
     enum = ec_pb2.ElectricalComponentCategory
     short = name.strip().upper().removeprefix(_CATEGORY_PREFIX)
     try:
         value = int(enum.Value(_CATEGORY_PREFIX + short))
-    except ValueError:
-        raise ValueError(f"unknown component category: {name!r}") from None
+    except ValueError:  # protobuf's error for an unknown enum name
+        raise InvalidDispatchError(f"unknown component category: {name!r}") from None
     if value == 0:
-        raise ValueError("component category must not be UNSPECIFIED")
+        raise InvalidDispatchError("component category must not be UNSPECIFIED")
     return enum.ValueType(value)
 
 
@@ -171,7 +173,7 @@ def _category_entry(item: TargetItem) -> dispatch_pb2.TargetComponents.CategoryA
         The protobuf entry.
 
     Raises:
-        ValueError: If the item does not name a known category or type.
+        InvalidDispatchError: If the item does not name a known category or type.
 
     """
     entry = dispatch_pb2.TargetComponents.CategoryAndType()
@@ -185,18 +187,18 @@ def _category_entry(item: TargetItem) -> dispatch_pb2.TargetComponents.CategoryA
             setattr(entry, field_name, item.type.value)
         return entry
     if not isinstance(item, str):
-        raise ValueError(f"invalid target item: {item!r}")
+        raise InvalidDispatchError(f"invalid target item: {item!r}")
     category, _, type_name = item.partition(":")
     entry.category = category_value(category)
     if type_name:
         short = category.strip().upper().removeprefix(_CATEGORY_PREFIX)
         if short not in _TYPE_ENUMS:
-            raise ValueError(f"category {short} has no types: {item!r}")
+            raise InvalidDispatchError(f"category {short} has no types: {item!r}")
         field_name, enum, prefix = _TYPE_ENUMS[short]
         try:
             type_value = enum.Value(prefix + type_name.strip().upper())
         except ValueError:
-            raise ValueError(f"unknown {short} type: {item!r}") from None
+            raise InvalidDispatchError(f"unknown {short} type: {item!r}") from None
         setattr(entry, field_name, type_value)
     return entry
 
@@ -216,17 +218,17 @@ def target_to_pb(
         The protobuf target.
 
     Raises:
-        ValueError: If the target is empty, mixes ids and categories, or names an
-            unknown category.
+        InvalidDispatchError: If the target is empty, mixes ids and
+            categories, or names an unknown category.
 
     """
     items = [target] if isinstance(target, str) else list(target)
     if not items:
-        raise ValueError("target must not be empty")
+        raise InvalidDispatchError("target must not be empty")
     pb_target = dispatch_pb2.TargetComponents()
     ids = [item for item in items if isinstance(item, int)]
     if ids and len(ids) != len(items):
-        raise ValueError("target must not mix component ids and categories")
+        raise InvalidDispatchError("target must not mix component ids and categories")
     if ids:
         pb_target.component_ids.ids.extend(ids)
         return pb_target

@@ -224,6 +224,58 @@ def load_seed(
     return parse_seed(raw, default_microgrid_id=default_microgrid_id, now=now)
 
 
+_GENERATED_TYPES = (
+    "BATTERY_CHARGE",
+    "BATTERY_DISCHARGE",
+    "PV_CURTAILMENT",
+    "EV_LIMIT",
+    "FCR_PREQUALIFICATION",
+)
+
+
+def generate_dispatches(
+    count: int, *, now: datetime, current: int | None = None
+) -> list[dict[str, Any]]:
+    """Make `count` varied dispatches for load tests (deterministic).
+
+    The first `current` (default: a tenth) are current: a third running now, a
+    third one-off runs to come, a third daily rules without end that started in
+    the past. The rest have finished for good (one-off runs in the past). The
+    result goes to `DispatchSimulator.create_many`.
+
+    Args:
+        count: How many dispatches.
+        now: The reference time.
+        current: How many are running now or have a run to come.
+
+    Returns:
+        One mapping of `DispatchSimulator.create` arguments per dispatch.
+
+    """
+    current = count // 10 if current is None else min(current, count)
+    daily = RecurrenceRule(frequency=Frequency.DAILY, interval=1)
+    result: list[dict[str, Any]] = []
+    for index in range(count):
+        item: dict[str, Any] = {
+            "type": _GENERATED_TYPES[index % len(_GENERATED_TYPES)],
+            "target": ["BATTERY"] if index % 2 else [index % 50 + 1],
+            "payload": {"power_kw": index % 100, "n": index},
+            "duration": timedelta(minutes=15),
+        }
+        if index >= current:
+            item["start_time"] = now - timedelta(days=1, minutes=index)
+        elif index % 3 == 0:
+            item["start_time"] = now - timedelta(minutes=1)
+            item["duration"] = timedelta(hours=1, minutes=index)
+        elif index % 3 == 1:
+            item["start_time"] = now + timedelta(minutes=10 + index)
+        else:
+            item["start_time"] = now - timedelta(days=2, minutes=index)
+            item["recurrence"] = daily
+        result.append(item)
+    return result
+
+
 def sample_seed_path() -> Path:
     """Return the path of the bundled sample seed.
 

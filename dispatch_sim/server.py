@@ -12,10 +12,17 @@ from frequenz.client.dispatch.types import Dispatch
 import grpc
 
 from .convert import TargetItem, build_data, set_field
-from .servicer import DispatchServicer, ServiceControls
+from .rules import validate_data
+from .service import (
+    RPCS,
+    AbortStream,
+    DispatchServicer,
+    EndStream,
+    Fault,
+    ServiceControls,
+    StreamHub,
+)
 from .store import DispatchStore
-from .streams import AbortStream, EndStream, StreamHub
-from .validate import validate_data
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -23,6 +30,38 @@ STOP_GRACE = 0.2
 """Seconds in-flight calls get to finish when the server stops."""
 
 _STREAM_FINISH_TIMEOUT = 1.0
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+"""The server's own send and receive limit (grpc's receive default is 4 MiB).
+
+Clients keep their own receive limit (4 MiB by default): a larger page or
+stream message fails there, not here.
+"""
+
+MIN_PING_INTERVAL = timedelta(milliseconds=500)
+"""The ping policy: the shortest interval between a client's keepalive pings.
+
+The client pings every 60 s by default (`keep_alive_interval_s` in its URL);
+grpc's server default (one ping per 5 minutes) answers them with GOAWAY "too
+many pings" after about 3 minutes, which drops every idle stream. Pings are
+accepted also when no call is open; a client pinging more often than this
+still gets GOAWAY, as from a real server.
+"""
+
+
+def ping_policy_options(min_interval: timedelta) -> list[tuple[str, int]]:
+    """Return the grpc server options that accept pings `min_interval` apart.
+
+    The interval's option is GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS
+    in grpc's C headers; its string lacks the "recv".
+    """
+    return [
+        ("grpc.keepalive_permit_without_calls", 1),
+        (
+            "grpc.http2.min_ping_interval_without_data_ms",
+            int(min_interval.total_seconds() * 1000),
+        ),
+    ]
 
 
 class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
@@ -43,6 +82,8 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         port: int = 0,
         page_size: int = 20,
         sign_secret: str | None = None,
+        min_ping_interval: timedelta = MIN_PING_INTERVAL,
+        read_only_api_key: str | None = None,
     ) -> None:
         """Create a (not yet started) simulator.
 
@@ -52,17 +93,24 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
             port: The port to bind; 0 picks a free one on the first start.
             page_size: Default page size of ListMicrogridDispatches.
             sign_secret: When set, request signatures are verified too.
+            min_ping_interval: The ping policy, see `MIN_PING_INTERVAL`.
+            read_only_api_key: A key that may list, stream and get, but whose
+                creates, updates and deletes fail with PERMISSION_DENIED.
 
         """
         self._host = host
         self._port = port
         self._controls = ServiceControls(
-            api_key=api_key, sign_secret=sign_secret, page_size=page_size
+            api_key=api_key,
+            sign_secret=sign_secret,
+            page_size=page_size,
+            read_only_api_key=read_only_api_key,
         )
         self._store = DispatchStore()
         self._hub = StreamHub()
         self._store.add_listener(self._hub.publish)
         self._server: grpc.aio.Server | None = None
+        self._min_ping_interval = min_ping_interval
 
     # ---- lifecycle -------------------------------------------------------
 
@@ -105,7 +153,13 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         """
         if self._server is not None:
             return
-        server = grpc.aio.server(options=[("grpc.so_reuseport", 0)])
+        options = [
+            ("grpc.so_reuseport", 0),
+            *ping_policy_options(self._min_ping_interval),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+        ]
+        server = grpc.aio.server(options=options)
         dispatch_pb2_grpc.add_MicrogridDispatchServiceServicer_to_server(
             DispatchServicer(self._store, self._hub, self._controls), server
         )
@@ -189,6 +243,72 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         self._controls.api_key = value
 
     @property
+    def read_only_api_key(self) -> str | None:
+        """A key that may only read (writes: PERMISSION_DENIED); assignable."""
+        return self._controls.read_only_api_key
+
+    @read_only_api_key.setter
+    def read_only_api_key(self, value: str | None) -> None:
+        self._controls.read_only_api_key = value
+
+    @property
+    def max_payload_bytes(self) -> int:
+        """The largest payload a create or update accepts (default 50 KiB)."""
+        return self._controls.max_payload_bytes
+
+    @max_payload_bytes.setter
+    def max_payload_bytes(self, value: int) -> None:
+        self._controls.max_payload_bytes = value
+
+    @property
+    def max_page_bytes(self) -> int | None:
+        """Fail list responses larger than this with RESOURCE_EXHAUSTED.
+
+        None (the default) sends pages of any size. The call still counts in
+        `list_calls`; the client sees what its own receive limit would raise.
+        """
+        return self._controls.max_page_bytes
+
+    @max_page_bytes.setter
+    def max_page_bytes(self, value: int | None) -> None:
+        self._controls.max_page_bytes = value
+
+    def fail_next(
+        self,
+        code: grpc.StatusCode,
+        times: int = 1,
+        *,
+        rpcs: Iterable[str] = ("list", "stream"),
+    ) -> None:
+        """Make the next `times` calls of `rpcs` fail with `code`.
+
+        The calls fail before their key is checked and are not counted in
+        `list_calls` / `stream_calls`. A new call replaces an unfinished one.
+
+        Args:
+            code: The status code, e.g. UNAUTHENTICATED, PERMISSION_DENIED or
+                UNAVAILABLE.
+            times: How many calls fail (shared by the RPCs).
+            rpcs: Which RPCs: "list", "stream", "get", "create", "update",
+                "delete".
+
+        Raises:
+            ValueError: If an RPC name is unknown.
+
+        """
+        chosen = frozenset(rpcs)
+        unknown = chosen - set(RPCS.values())
+        if unknown:
+            raise ValueError(f"unknown RPC names: {sorted(unknown)}")
+        self._controls.fault = Fault(code, times, chosen)
+
+    @property
+    def pending_failures(self) -> int:
+        """How many calls `fail_next` still fails."""
+        fault = self._controls.fault
+        return 0 if fault is None else fault.remaining
+
+    @property
     def delay(self) -> float:
         """Seconds every unary RPC waits before answering (default 0)."""
         return self._controls.delay
@@ -205,6 +325,15 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
     @list_calls.setter
     def list_calls(self, value: int) -> None:
         self._controls.list_calls = value
+
+    @property
+    def list_seconds(self) -> float:
+        """Seconds spent building list responses, delay excluded (assignable)."""
+        return self._controls.list_seconds
+
+    @list_seconds.setter
+    def list_seconds(self, value: float) -> None:
+        self._controls.list_seconds = value
 
     @property
     def stream_calls(self) -> int:
@@ -258,8 +387,28 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
             payload=payload,
             recurrence=recurrence,
         )
-        validate_data(data)
+        validate_data(data, max_payload_bytes=self._controls.max_payload_bytes)
         return int(self._store.create(microgrid_id, data).metadata.dispatch_id)
+
+    def create_many(
+        self, microgrid_id: int, dispatches: Iterable[Mapping[str, Any]]
+    ) -> list[int]:
+        """Create many dispatches quickly (e.g. 10 000 for a benchmark).
+
+        Args:
+            microgrid_id: The microgrid.
+            dispatches: One mapping per dispatch, with the keyword arguments of
+                `create` (`type`, `start_time`, `duration`, `target`, ...).
+
+        Returns:
+            The new dispatch ids, in order.
+
+        Raises:
+            InvalidDispatchError: If an item is invalid; the ones before it
+                have been created.
+
+        """
+        return [self.create(microgrid_id, **fields) for fields in dispatches]
 
     def update(self, microgrid_id: int, dispatch_id: int, **fields: Any) -> None:
         """Change fields of a dispatch and bump its update time.
@@ -274,7 +423,7 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         data = self._store.get(microgrid_id, dispatch_id).data
         for name, value in fields.items():
             set_field(data, name, value)
-        validate_data(data)
+        validate_data(data, max_payload_bytes=self._controls.max_payload_bytes)
         self._store.replace_data(microgrid_id, dispatch_id, data)
 
     def delete(self, microgrid_id: int, dispatch_id: int) -> None:

@@ -532,6 +532,265 @@ async def test_update_validates_result(
     assert dispatch_server.get(MICROGRID_ID, int(dispatch_id)).recurrence == daily
 
 
+# Each recurrence sub-field, as `DispatchApiClient.update` names it: a value to
+# set and the value that clears it again.
+RECURRENCE_FIELDS: dict[str, tuple[Any, Any]] = {
+    "interval": (3, 1),
+    "end_criteria": (EndCriteria(count=5), EndCriteria()),
+    "byminutes": ([0, 30], []),
+    "byhours": ([6, 18], []),
+    "byweekdays": ([Weekday.MONDAY, Weekday.FRIDAY], []),
+    "bymonthdays": ([1, -1], []),
+    "bymonths": ([1, 12], []),
+}
+
+
+async def test_update_every_field_the_client_sends(
+    dispatch_server: DispatchSimulator, client: DispatchApiClient
+) -> None:
+    start = (_now() + timedelta(hours=1)).replace(microsecond=0)
+    dispatch_id = DispatchId(
+        _create(dispatch_server, start_time=start, payload={"a": 1})
+    )
+
+    async def update(**fields: Any) -> Any:
+        return await client.update(
+            microgrid_id=MG, dispatch_id=dispatch_id, new_fields=fields
+        )
+
+    changed = await update(start_time=start + timedelta(hours=1))
+    assert changed.start_time == start + timedelta(hours=1)
+    changed = await update(duration=None)
+    assert (changed.duration, changed.end_time) == (None, None)  # open-ended
+    changed = await update(duration=timedelta(minutes=5))
+    assert changed.duration == timedelta(minutes=5)
+    changed = await update(target=TargetCategories(Category.BATTERY))
+    assert changed.target == TargetCategories(Category.BATTERY)
+    changed = await update(payload={})
+    assert changed.payload == {}
+    changed = await update(active=False)
+    assert not changed.active
+
+    changed = await client.update(
+        microgrid_id=MG,
+        dispatch_id=dispatch_id,
+        new_fields={
+            "recurrence.frequency": Frequency.MONTHLY,
+            "recurrence.interval": 1,
+        },
+    )
+    assert changed.recurrence.frequency == Frequency.MONTHLY
+    for name, (value, cleared) in RECURRENCE_FIELDS.items():
+        path = f"recurrence.{name}"
+        changed = await client.update(
+            microgrid_id=MG, dispatch_id=dispatch_id, new_fields={path: value}
+        )
+        assert getattr(changed.recurrence, name) == value, name
+        changed = await client.update(
+            microgrid_id=MG, dispatch_id=dispatch_id, new_fields={path: cleared}
+        )
+        expected = None if name == "end_criteria" else cleared
+        assert getattr(changed.recurrence, name) == expected, name
+    assert changed.recurrence == RecurrenceRule(frequency=Frequency.MONTHLY, interval=1)
+
+    # An unspecified frequency removes the whole rule: a one-off again.
+    await update(**{"recurrence.byhours": [7]})
+    changed = await client.update(
+        microgrid_id=MG,
+        dispatch_id=dispatch_id,
+        new_fields={"recurrence.frequency": Frequency.UNSPECIFIED},
+    )
+    assert changed.recurrence == RecurrenceRule()
+    (raw,) = dispatch_server.raw_dispatches(MICROGRID_ID)
+    assert not raw.data.HasField("recurrence")
+    assert changed.end_time == changed.start_time + timedelta(minutes=5)
+    assert await client.get(microgrid_id=MG, dispatch_id=dispatch_id) == changed
+
+
+# ---- access, sizes and injected faults ----------------------------------------
+
+READER_KEY = "read-only-key"
+
+
+async def test_read_only_key_reads_but_cannot_write(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    dispatch_server.read_only_api_key = READER_KEY
+    assert dispatch_server.read_only_api_key == READER_KEY
+    existing = _create(dispatch_server)
+    existing_id = DispatchId(existing)
+    reader = DispatchApiClient(server_url=dispatch_server.url, auth_key=READER_KEY)
+    try:
+        assert await _ids(reader) == {existing}
+        fetched = await reader.get(microgrid_id=MG, dispatch_id=existing_id)
+        assert int(fetched.id) == existing
+        receiver = reader.stream(MG)
+        await dispatch_server.wait_for_streams()
+        created = _create(dispatch_server)
+        assert await _next(receiver) == (Event.CREATED, created)
+
+        writes = [
+            reader.create(MG, "A", "NOW", None, TargetIds(1)),
+            reader.update(
+                microgrid_id=MG, dispatch_id=existing_id, new_fields={"active": False}
+            ),
+            reader.delete(microgrid_id=MG, dispatch_id=existing_id),
+        ]
+        for write in writes:
+            assert await _status(write) == grpc.StatusCode.PERMISSION_DENIED
+    finally:
+        await _close(reader)
+    assert {int(d.id) for d in dispatch_server.dispatches(MICROGRID_ID)} == {
+        existing,
+        created,
+    }
+    assert dispatch_server.get(MICROGRID_ID, existing).active
+
+    # The full key still writes; without a read-only key the reader is unknown.
+    dispatch_server.read_only_api_key = None
+    stranger = DispatchApiClient(server_url=dispatch_server.url, auth_key=READER_KEY)
+    try:
+        code = await _status(stranger.get(microgrid_id=MG, dispatch_id=existing_id))
+        assert code == grpc.StatusCode.UNAUTHENTICATED
+    finally:
+        await _close(stranger)
+
+
+BIG = 16 * 1024 * 1024
+
+
+@contextlib.asynccontextmanager
+async def big_stub(
+    server: DispatchSimulator,
+) -> AsyncIterator["MicrogridDispatchServiceAsyncStub"]:
+    """A raw stub whose channel accepts messages up to 16 MiB."""
+    options = [("grpc.max_receive_message_length", BIG)]
+    async with grpc.aio.insecure_channel(
+        f"127.0.0.1:{server.port}", options=options
+    ) as channel:
+        stub: MicrogridDispatchServiceAsyncStub = (
+            dispatch_pb2_grpc.MicrogridDispatchServiceStub(channel)  # type: ignore[assignment]
+        )
+        yield stub
+
+
+async def test_pages_and_stream_messages_over_4_mib(
+    dispatch_server: DispatchSimulator, client: DispatchApiClient
+) -> None:
+    # 100 dispatches of 45 KB: one page of about 4.5 MB.
+    for index in range(100):
+        _create(dispatch_server, payload={"blob": "x" * 45_000, "n": index})
+    request = dispatch_pb2.ListMicrogridDispatchesRequest(
+        microgrid_id=MICROGRID_ID, pagination_params=PaginationParams(page_size=100)
+    )
+    # The client's own 4 MiB default refuses the page ...
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _ids(client, page_size=100)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    async with big_stub(dispatch_server) as stub:
+        # ... a client with a 16 MiB limit gets it.
+        response = await stub.ListMicrogridDispatches(request, metadata=_md())
+        assert len(response.dispatches) == 100
+        assert response.ByteSize() > 4 * 1024 * 1024
+
+        # A 5 MB payload is refused by default, accepted when asked for.
+        huge = {"blob": "y" * 5_000_000}
+        code = await _status(
+            client.create(MG, "HUGE", "NOW", None, TargetIds(1), payload=huge)
+        )
+        assert code == grpc.StatusCode.INVALID_ARGUMENT
+        dispatch_server.max_payload_bytes = 6 * 1024 * 1024
+        assert dispatch_server.max_payload_bytes == 6 * 1024 * 1024
+        stream = stub.StreamMicrogridDispatches(
+            dispatch_pb2.StreamMicrogridDispatchesRequest(microgrid_id=MICROGRID_ID),
+            metadata=_md(),
+        )
+        await dispatch_server.wait_for_streams()
+        # (The create's answer echoes the payload: too large for the client's
+        # default limit too.)
+        data = _data()
+        data.payload.update(huge)
+        created = await stub.CreateMicrogridDispatch(
+            dispatch_pb2.CreateMicrogridDispatchRequest(
+                microgrid_id=MICROGRID_ID, dispatch_data=data
+            ),
+            metadata=_md(),
+        )
+        async with asyncio.timeout(WAIT):
+            message = await stream.read()
+        assert isinstance(message, dispatch_pb2.StreamMicrogridDispatchesResponse)
+        assert message.dispatch == created.dispatch
+        assert message.ByteSize() > 4 * 1024 * 1024
+        stream.cancel()
+
+
+async def test_max_page_bytes_fails_large_pages(
+    dispatch_server: DispatchSimulator, client: DispatchApiClient
+) -> None:
+    small = {_create(dispatch_server, payload={"blob": "s" * 10_000}) for _ in range(4)}
+    big = _create(dispatch_server, payload={"blob": "b" * 30_000})
+    dispatch_server.max_page_bytes = 25_000
+    assert dispatch_server.max_page_bytes == 25_000
+
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _ids(client, page_size=4)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "larger than max" in (info.value.details() or "")
+    only_small = [DispatchId(i) for i in small]
+    assert await _ids(client, page_size=2, dispatch_ids=only_small) == small
+    # The big one cannot be listed even alone.
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await _ids(client, page_size=1, dispatch_ids=[DispatchId(big)])
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert dispatch_server.list_calls == 4  # refused pages count as calls
+
+    dispatch_server.max_page_bytes = None
+    assert await _ids(client) == {*small, big}
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAVAILABLE,
+    ],
+)
+async def test_fail_next_list_and_stream_calls(
+    dispatch_server: DispatchSimulator,
+    client: DispatchApiClient,
+    code: grpc.StatusCode,
+) -> None:
+    kept = _create(dispatch_server)
+    dispatch_server.fail_next(code, 2)
+    assert dispatch_server.pending_failures == 2
+    for remaining in (1, 0):
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await _ids(client)
+        assert info.value.code() == code
+        assert dispatch_server.pending_failures == remaining
+    assert await _ids(client) == {kept}
+    assert dispatch_server.list_calls == 1  # injected failures are not counted
+
+    # Only the chosen RPCs fail: here the stream, not a get.
+    dispatch_server.fail_next(code, rpcs=["stream"])
+    fetched = await client.get(microgrid_id=MG, dispatch_id=DispatchId(kept))
+    assert int(fetched.id) == kept
+    async with raw_stub(dispatch_server) as stub:
+        request = dispatch_pb2.StreamMicrogridDispatchesRequest(
+            microgrid_id=MICROGRID_ID
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.StreamMicrogridDispatches(request, metadata=_md()).read()
+        assert info.value.code() == code
+        assert dispatch_server.stream_calls == 0
+        await _open_raw_stream(dispatch_server, stub)
+        assert dispatch_server.stream_calls == 1
+
+    with pytest.raises(ValueError, match="unknown RPC"):
+        dispatch_server.fail_next(code, rpcs=["lits"])
+
+
 # ---- streams ---------------------------------------------------------------
 
 
@@ -635,6 +894,37 @@ async def test_stop_errors_open_streams(dispatch_server: DispatchSimulator) -> N
                 await call.read()
         assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     await dispatch_server.stop()  # idempotent
+
+
+# ---- keepalive (REAL TIME) ----------------------------------------------------
+
+KEEPALIVE_IDLE = 10.0
+"""Seconds the keepalive test keeps a stream idle (real time, on purpose)."""
+
+
+@pytest.mark.timeout(30)
+async def test_keepalive_pings_keep_an_idle_stream_open(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    """REAL TIME, 10 s: a client pinging every second keeps its idle stream.
+
+    Keepalive is a property of the real-time HTTP/2 connection, so this one
+    test waits on the real clock. With grpc's server default the pings are
+    answered with GOAWAY "too many pings" after the third one, the stream
+    fails with UNAVAILABLE and the client opens a new one.
+    """
+    url = f"{dispatch_server.url}&keep_alive_interval_s=1&keep_alive_timeout_s=5"
+    api = DispatchApiClient(server_url=url, auth_key=API_KEY)
+    try:
+        receiver = api.stream(MG)
+        await dispatch_server.wait_for_streams()
+        await asyncio.sleep(KEEPALIVE_IDLE)
+        assert dispatch_server.open_streams == 1
+        dispatch_id = _create(dispatch_server)
+        assert await _next(receiver) == (Event.CREATED, dispatch_id)
+        assert dispatch_server.stream_calls == 1  # never reconnected
+    finally:
+        await _close(api)
 
 
 # ---- lifecycle and faults ----------------------------------------------------
@@ -822,6 +1112,10 @@ async def test_command_line_serves() -> None:
         "sample",
         "--microgrid-id",
         str(MICROGRID_ID),
+        "--generate",
+        "25",
+        "--read-only-api-key",
+        "cli-reader",
         cwd=ROOT,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -832,10 +1126,17 @@ async def test_command_line_serves() -> None:
     try:
         url = await _read_url(proc.stdout)
         api = DispatchApiClient(server_url=url, auth_key=key)
+        reader = DispatchApiClient(server_url=url, auth_key="cli-reader")
         try:
-            types = {d.type async for page in api.list(MG) for d in page}
+            listed = [d async for page in api.list(MG) for d in page]
+            create = reader.create(MG, "A", "NOW", None, TargetIds(1))
+            assert await _status(create) == grpc.StatusCode.PERMISSION_DENIED
         finally:
             await _close(api)
+            await _close(reader)
+        sample = len(load_seed(sample_seed_path()))
+        assert len(listed) == sample + 25
+        types = {d.type for d in listed}
         assert {"BATTERY_CHARGE", "PV_CURTAILMENT", "DRY_RUN_TEST"} <= types
     finally:
         if proc.returncode is None:
@@ -846,3 +1147,4 @@ async def test_command_line_serves() -> None:
     log = stderr.decode()
     assert "ListMicrogridDispatches" in log
     assert key not in log
+    assert "cli-reader" not in log
