@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.util import dt as dt_util
@@ -239,3 +240,34 @@ async def test_list_dispatches_filters(
     first = result["dispatches"][0]
     assert first["window_start"] == (t0 - timedelta(minutes=1)).isoformat()
     assert first["type"] == "BATTERY_CHARGE"
+
+
+async def test_rejected_write_is_an_error_without_reauth(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    dispatch_server.read_only_api_key = "read-only-key"
+    coordinator, _ = await setup_and_follow(
+        hass, {**entry_data, "api_key": "read-only-key"}, dispatch_server
+    )
+    entry = coordinator.config_entry
+    with pytest.raises(HomeAssistantError) as err:
+        await _call(
+            hass,
+            "create_dispatch",
+            {
+                "config_entry_id": entry.entry_id,
+                "type": "BATTERY_CHARGE",
+                "start_time": (t0 + timedelta(hours=1)).isoformat(),
+                "target": [1],
+            },
+        )
+    assert not isinstance(err.value, ServiceValidationError)
+    assert err.value.translation_key == "write_denied"
+    assert "may only read" in str(err.value)
+    await hass.async_block_till_done()
+    assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
+    assert entry.state is ConfigEntryState.LOADED
+    assert dispatch_server.dispatches(MICROGRID_ID) == []
