@@ -263,10 +263,13 @@ async def test_calendar_trigger_with_an_offset(
         },
     )
     await hass.async_block_till_done()
+
     for minutes in range(1, 25):
         await go_to(hass, freezer, t0 + timedelta(minutes=minutes))
     assert fired == []
     await go_to(hass, freezer, t0 + timedelta(minutes=25))
+    # The trigger refreshes its events in a background task.
+    await wait_for(hass, lambda: bool(fired), "calendar trigger")
     assert fired == [{"summary": "Battery charge"}]
     # Detach the trigger (its 15-minute refresh timer) before HA stops.
     await hass.services.async_call(
