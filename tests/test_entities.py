@@ -125,9 +125,9 @@ async def test_one_service_device_per_microgrid(
         registered = er.async_entries_for_config_entry(entities, entry.entry_id)
         assert registered
         assert {item.device_id for item in registered} == {device.id}
-    # The dispatch belongs to microgrid 42 only: 4 summary entities + 2 on 42.
-    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 6
-    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 4
+    # The dispatch belongs to microgrid 42 only: 5 summary entities + 2 on 42.
+    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 7
+    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 5
 
 
 # -- one binary sensor per dispatch --------------------------------------------
@@ -332,6 +332,7 @@ async def test_one_stream_message_writes_only_what_it_changes(
     recorder = EventRecorder().attach(hass)
     writes = StateWrites(hass, monkeypatch)
     changed = ids[10]
+    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
     dispatch_server.update(MICROGRID_ID, changed, payload={"power_w": 1})
     await wait_for(hass, lambda: recorder.kinds() == ["updated"], "updated")
     await settle(hass, 0.1)
@@ -374,6 +375,7 @@ async def test_a_start_costs_the_same_at_any_size(
     entry = await _setup(hass, entry_data, dispatch_server)
     coordinator: FrequenzDispatchCoordinator = entry.runtime_data
     writes = StateWrites(hass, monkeypatch)
+    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
     evaluations = coordinator.evaluations
     await _go_to(hass, freezer, start)
     assert coordinator.evaluations - evaluations == 1

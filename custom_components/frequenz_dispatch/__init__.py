@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.start import async_at_started
+from homeassistant.helpers.typing import ConfigType
 
 from .api import DispatchApi, DispatchAuthError, DispatchInvalidUrlError
 from .const import (
@@ -18,6 +20,15 @@ from .const import (
 from .coordinator import FrequenzDispatchCoordinator, async_forget_entry
 from .data import FrequenzDispatchConfigEntry
 from .migration import async_migrate
+from .services import async_setup_services
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, once for every microgrid."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(

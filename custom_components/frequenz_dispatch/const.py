@@ -29,11 +29,20 @@ ALL_EVENTS: Final = (
     EVENT_STOPPED,
 )
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+PLATFORMS: Final = [
+    Platform.BINARY_SENSOR,
+    Platform.CALENDAR,
+    Platform.EVENT,
+    Platform.SENSOR,
+]
 
 
 def signal_runs_changed(entry_id: str) -> str:
-    """Dispatcher signal (no args): a dispatch appeared, changed or went, or a run."""
+    """Dispatcher signal for changes of an entry's dispatches or runs.
+
+    Sent without arguments whenever a dispatch appears, changes or goes, or a
+    run starts or stops.
+    """
     return f"{DOMAIN}_{entry_id}_runs_changed"
 
 

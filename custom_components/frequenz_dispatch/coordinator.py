@@ -231,6 +231,18 @@ class FrequenzDispatchCoordinator:
         """The earliest upcoming start of any dispatch."""
         return self._next_starts.peek()
 
+    def next_starting(self) -> tuple[datetime, int] | None:
+        """(start, dispatch id) of the earliest upcoming start, O(1) amortized."""
+        return self._next_starts.peek_item()
+
+    def running(self) -> dict[int, Run]:
+        """The runs going on now, by dispatch id (O(running))."""
+        return {
+            dispatch_id: run
+            for dispatch_id in self._running
+            if (run := self._states[dispatch_id].run) is not None
+        }
+
     def attributes(self, dispatch_id: int) -> dict[str, Any] | None:
         """The attributes of a dispatch's entity (built once per change)."""
         state = self._states.get(dispatch_id)
@@ -914,14 +926,13 @@ async def async_forget_entry(
                 continue
             hass.bus.async_fire(
                 EVENT_STOPPED,
-                {
-                    **event_data(
-                        entry.entry_id,
-                        int(entry.data[CONF_MICROGRID_ID]),
-                        None if device is None else device.id,
-                        item.dispatch,
-                    ),
-                    **run_data(run),
-                },
+                event_data(
+                    entry.entry_id,
+                    int(entry.data[CONF_MICROGRID_ID]),
+                    item.dispatch,
+                    run,
+                    with_window=True,
+                    device_id=None if device is None else device.id,
+                ),
             )
     await store.async_remove()

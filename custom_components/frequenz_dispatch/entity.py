@@ -21,7 +21,8 @@ class FrequenzDispatchEntity(Entity):
 
     _attr_has_entity_name = True
     _attr_should_poll = False
-    _signal: str
+    _signal: str | None = None
+    """The dispatcher signal of what it shows (None: the subclass listens itself)."""
 
     def __init__(self, coordinator: FrequenzDispatchCoordinator, key: str) -> None:
         """Attach to the coordinator; `key` makes the unique id."""
@@ -39,9 +40,10 @@ class FrequenzDispatchEntity(Entity):
     async def async_added_to_hass(self) -> None:
         """Follow the signal of what this entity shows."""
         await super().async_added_to_hass()
-        self.async_on_remove(
-            async_dispatcher_connect(self.hass, self._signal, self._handle_change)
-        )
+        if self._signal is not None:
+            self.async_on_remove(
+                async_dispatcher_connect(self.hass, self._signal, self._handle_change)
+            )
 
     @callback
     def _handle_change(self) -> None:

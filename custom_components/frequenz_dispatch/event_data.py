@@ -82,13 +82,19 @@ def run_data(run: Run | None) -> dict[str, str | None]:
 def event_data(
     entry_id: str,
     microgrid_id: int,
-    device_id: str | None,
     dispatch: Dispatch,
+    run: Run | None = None,
+    *,
+    with_window: bool = False,
+    device_id: str | None = None,
 ) -> dict[str, Any]:
-    """The data of a `frequenz_dispatch_*` bus event, without the run window."""
-    return {
+    """The data of a `frequenz_dispatch_*` bus event."""
+    data: dict[str, Any] = {
         "config_entry_id": entry_id,
         "microgrid_id": microgrid_id,
         "device_id": device_id,
         **dispatch_data(dispatch),
     }
+    if with_window:
+        data.update(run_data(run))
+    return data

@@ -46,11 +46,16 @@ class KeyedHeap:
 
     def peek(self) -> datetime | None:
         """The earliest live instant, None when empty."""
+        top = self.peek_item()
+        return None if top is None else top[0]
+
+    def peek_item(self) -> tuple[datetime, int] | None:
+        """The earliest live (instant, key), None when empty."""
         heap, live = self._heap, self._live
         while heap:
             when, key = heap[0]
             if live.get(key) == when:
-                return when
+                return when, key
             heapq.heappop(heap)
         return None
 
