@@ -183,6 +183,7 @@ async def test_user_creates_entry_that_loads(
     prefix = entry.entry_id
     assert unique_ids == {
         f"{prefix}_api_connection",
+        f"{prefix}_calendar",
         f"{prefix}_dispatch_event",
         f"{prefix}_next_start",
         f"{prefix}_running_dispatches",
@@ -351,7 +352,7 @@ async def test_reauth_of_loaded_entry_keeps_entities(
     entry = await setup_entry(hass, {**entry_data, "sign_secret": "old-secret"})
     assert entry.state is ConfigEntryState.LOADED
     before = _entities(hass, entry)
-    assert len(before) == 6
+    assert len(before) == 7
     old_coordinator = entry.runtime_data
 
     result = await start_reauth_flow(hass, entry)

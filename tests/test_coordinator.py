@@ -73,6 +73,7 @@ async def test_stream_create_update_delete(
     assert data == {
         "config_entry_id": coordinator.config_entry.entry_id,
         "microgrid_id": MICROGRID_ID,
+        "device_id": coordinator.device_id,
         "dispatch_id": dispatch_id,
         "type": "BATTERY_CHARGE",
         "active": True,
@@ -114,7 +115,7 @@ async def test_one_shot_starts_and_stops_exactly_once(
     started = recorder.of("started")[0]
     assert started["window_start"] == start.isoformat()
     assert started["window_end"] == (start + timedelta(minutes=5)).isoformat()
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert coordinator.run_of(dispatch_id) is not None
 
     await _go_to(hass, freezer, start + timedelta(minutes=4, seconds=59))
     assert recorder.kinds() == ["started"]
@@ -122,7 +123,7 @@ async def test_one_shot_starts_and_stops_exactly_once(
     assert recorder.kinds() == ["started", "stopped"]
     await _go_to(hass, freezer, start + timedelta(days=3))
     assert recorder.kinds() == ["started", "stopped"]
-    assert coordinator.scheduler.run_of(dispatch_id) is None
+    assert coordinator.run_of(dispatch_id) is None
 
 
 async def test_already_running_starts_at_sync(
@@ -240,7 +241,7 @@ async def test_update_while_running(
         dispatch_server.update(MICROGRID_ID, dispatch_id, **change)
         await wait_for(hass, recorder.count_is(len(recorder.events) + 1), str(change))
         assert recorder.events[-1][0] == "updated"
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+    assert coordinator.run_of(dispatch_id) is not None
 
     # Shorten it: it now ends 10 minutes after its start, once.
     dispatch_server.update(MICROGRID_ID, dispatch_id, duration=timedelta(minutes=10))
@@ -332,7 +333,8 @@ async def test_reconcile_after_restart(
     await dispatch_server.stop()
     await wait_for(hass, lambda: not coordinator.connected, "disconnected")
     assert "unreachable" in caplog.text
-    # Changes while the server is down.
+    # Changes while the server is down (a real server's update time moves on).
+    freezer.tick(1)
     dispatch_server.update(MICROGRID_ID, changed, payload={"v": 2})
     dispatch_server.delete(MICROGRID_ID, removed)
     added = _create(dispatch_server, start_time=later, duration=timedelta(minutes=5))
@@ -477,17 +479,18 @@ async def test_unload_cancels_everything(
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.NOT_LOADED
-    assert coordinator.scheduler.running == {}
+    assert coordinator.running_count == 0
     await wait_for(hass, lambda: dispatch_server.open_streams == 0, "stream closed")
 
 
-async def test_key_revoked_at_runtime_starts_reauth(
+async def test_key_revoked_at_runtime_retries_then_starts_reauth(
     hass: HomeAssistant,
     dispatch_server: DispatchSimulator,
     entry_data: dict[str, Any],
     freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
+    """Auth errors are retried; reauth starts after 10 minutes, retries go on."""
     dispatch_id = _create(
         dispatch_server, start_time=t0 - timedelta(minutes=1), duration=None
     )
@@ -495,15 +498,39 @@ async def test_key_revoked_at_runtime_starts_reauth(
     dispatch_server.api_key = "rotated"
     await dispatch_server.break_streams()
     await wait_for(hass, lambda: not coordinator.connected, "disconnected")
-    await _go_to(hass, freezer, t0 + timedelta(seconds=2))  # after the back-off
-    await wait_for(
-        hass, lambda: bool(hass.config_entries.flow.async_progress()), "reauth"
-    )
-    flows = hass.config_entries.flow.async_progress()
-    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
-    # The known dispatch keeps running; nothing was reported as deleted.
-    assert coordinator.scheduler.run_of(dispatch_id) is not None
+
+    def reauth_flows() -> list[str]:
+        flows = hass.config_entries.flow.async_progress()
+        return [flow["context"]["source"] for flow in flows]
+
+    now = t0
+    while now < t0 + timedelta(minutes=9):
+        now += timedelta(seconds=30)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+    assert reauth_flows() == []  # a transient error must not need a new key
+    while now < t0 + timedelta(minutes=12) and not reauth_flows():
+        now += timedelta(seconds=30)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+    assert reauth_flows() == ["reauth"]
+    # Retries go on while the flow waits: the key works again, we are back.
+    dispatch_server.api_key = API_KEY
+    for _ in range(10):
+        now += timedelta(seconds=60)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.1)
+        if _connected(coordinator):
+            break
+    assert _connected(coordinator)
+    assert reauth_flows() == ["reauth"]  # one flow, never a second
+    # The known dispatch kept running; nothing was reported as deleted.
+    assert coordinator.run_of(dispatch_id) is not None
     assert recorder.kinds() == ["started"]
+
+
+def _connected(coordinator: Any) -> bool:
+    return bool(coordinator.connected)
 
 
 async def test_quick_clean_end_backs_off(
@@ -520,8 +547,12 @@ async def test_quick_clean_end_backs_off(
     await settle(hass, 0.3)
     assert dispatch_server.stream_calls == streams  # waiting for the back-off
     await _go_to(hass, freezer, t0 + timedelta(seconds=1))
+    await settle(hass, 0.2)
+    # The back-off has passed, but the last listing was under 5 s ago.
+    assert dispatch_server.list_calls == lists
+    await _go_to(hass, freezer, t0 + timedelta(seconds=5))
     await wait_for(
-        hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after back-off"
+        hass, lambda: dispatch_server.list_calls == lists + 1, "re-list after 5 s"
     )
     assert dispatch_server.stream_calls == streams + 1
 
@@ -545,3 +576,130 @@ async def test_api_key_never_logged_or_sent_in_events(
     assert "Dispatch API for microgrid 42 is unreachable" in caplog.text
     assert API_KEY not in caplog.text
     assert API_KEY not in repr(recorder.events)
+
+
+def _broken_copy(
+    held: dispatch_pb2.Dispatch, update_time: datetime
+) -> dispatch_pb2.Dispatch:
+    """A version of `held` that cannot be read (interval 0 with a frequency)."""
+    message = dispatch_pb2.Dispatch()
+    message.CopyFrom(held)
+    message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_HOURLY
+    message.data.recurrence.interval = 0
+    message.metadata.update_time.FromDatetime(update_time.replace(tzinfo=None))
+    return message
+
+
+async def test_older_valid_version_after_a_malformed_one_is_ignored(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """A lagging listing cannot bring back the version a malformed one replaced."""
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    held = dispatch_server.raw_dispatches(MICROGRID_ID)[0]
+    dispatch_server.insert_raw(
+        MICROGRID_ID, _broken_copy(held, t0 + timedelta(seconds=1))
+    )
+    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    assert recorder.kinds() == ["started", "stopped"]
+    # The listing lags: it still has the older, valid version.
+    dispatch_server.insert_raw(MICROGRID_ID, held, notify=False)
+    freezer.tick(60)  # a healthy, long-lived stream: reopen without delay
+    lists = dispatch_server.list_calls
+    await dispatch_server.end_streams()
+    await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream reopened")
+    await settle(hass, 0.2)
+    assert dispatch_id not in coordinator.data
+    assert recorder.kinds() == ["started", "stopped"]
+    assert set(coordinator.malformed) == {dispatch_id}
+
+
+async def test_tombstones_are_dropped_once_a_listing_confirms(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """Deleted ids are remembered only until a listing no longer has them."""
+    ids = [
+        _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
+        for _ in range(5)
+    ]
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    for dispatch_id in ids:
+        dispatch_server.delete(MICROGRID_ID, dispatch_id)
+    await wait_for(hass, lambda: not coordinator.data, "deleted")
+    assert coordinator.tombstones == 5
+    freezer.tick(60)
+    lists = dispatch_server.list_calls
+    await dispatch_server.end_streams()
+    await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
+    await wait_for(hass, lambda: coordinator.tombstones == 0, "tombstones dropped")
+    assert recorder.kinds() == ["deleted"] * 5
+
+
+async def test_versions_are_compared_exactly(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """An older version within the same microsecond is still older."""
+    dispatch_id = _create_running(dispatch_server, t0)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    held = dispatch_server.raw_dispatches(MICROGRID_ID)[0]
+    newer = dispatch_pb2.Dispatch()
+    newer.CopyFrom(held)
+    newer.data.payload.update({"power_w": 1})
+    newer.metadata.update_time.seconds = int((t0 + timedelta(seconds=5)).timestamp())
+    newer.metadata.update_time.nanos = 123_456_500
+    dispatch_server.insert_raw(MICROGRID_ID, newer)
+    await wait_for(hass, lambda: recorder.kinds() == ["started", "updated"], "update")
+    stale = _broken_copy(newer, t0)
+    stale.metadata.update_time.CopyFrom(newer.metadata.update_time)
+    stale.metadata.update_time.nanos = 123_456_400  # same microsecond, older
+    dispatch_server.insert_raw(MICROGRID_ID, stale)
+    await settle(hass, 0.3)
+    assert dispatch_id in coordinator.data
+    assert coordinator.malformed == {}
+    assert recorder.kinds() == ["started", "updated"]
+
+
+async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Poison input (an interval so large the next start overflows) is isolated."""
+    minute = timedelta(minutes=1)
+    before = _create(dispatch_server, start_time=t0 + minute, duration=minute)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    message = dispatch_pb2.Dispatch()
+    message.CopyFrom(dispatch_server.raw_dispatches(MICROGRID_ID)[0])
+    message.metadata.dispatch_id = 0  # a new one
+    message.metadata.ClearField("update_time")
+    message.metadata.ClearField("create_time")
+    message.data.start_time.FromDatetime((t0 - minute).replace(tzinfo=None))
+    message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_MINUTELY
+    message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
+    poison = dispatch_server.insert_raw(MICROGRID_ID, message)
+    after = _create(dispatch_server, start_time=t0 + 2 * minute, duration=minute)
+    await wait_for(hass, lambda: after in coordinator.data, "the next one arrives")
+    assert coordinator.run_of(poison) is None
+    assert recorder.kinds(poison) in ([], ["created"])
+    await _go_to(hass, freezer, t0 + minute)
+    await _go_to(hass, freezer, t0 + 2 * minute)
+    await _go_to(hass, freezer, t0 + 3 * minute)
+    assert recorder.kinds(before) == ["started", "stopped"]
+    assert recorder.kinds(after) == ["created", "started", "stopped"]
+    assert caplog.text.count(f"Skipping dispatch {poison}") <= 1
+    assert "Unexpected error" not in caplog.text

@@ -33,6 +33,7 @@ from dispatch_sim.server import DispatchSimulator
 
 from .common import (
     EventRecorder,
+    StateWrites,
     create_dispatch as _create,
     go_to as _go_to,
     settle,
@@ -124,9 +125,9 @@ async def test_one_service_device_per_microgrid(
         registered = er.async_entries_for_config_entry(entities, entry.entry_id)
         assert registered
         assert {item.device_id for item in registered} == {device.id}
-    # The dispatch belongs to microgrid 42 only: 4 summary entities + 2 on 42.
-    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 6
-    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 4
+    # The dispatch belongs to microgrid 42 only: 5 summary entities + 2 on 42.
+    assert len(er.async_entries_for_config_entry(entities, first.entry_id)) == 7
+    assert len(er.async_entries_for_config_entry(entities, second.entry_id)) == 5
 
 
 # -- one binary sensor per dispatch --------------------------------------------
@@ -185,16 +186,31 @@ async def test_dispatch_sensor_lifecycle(
     assert attrs["window_start"] == start.isoformat()
     assert attrs["window_end"] == (start + 5 * MINUTE).isoformat()
     assert attrs["next_start"] is None
+    # Its last run has ended: the sensor leaves the registry (not the type's).
     await _go_to(hass, freezer, start + 5 * MINUTE)
-    assert _state(hass, entity_id) == STATE_OFF
-    assert _attrs(hass, entity_id)["window_start"] is None
+    assert not _registered(hass, entry, "binary_sensor", key)
+    assert hass.states.get(entity_id) is None
+    type_id = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    assert _state(hass, type_id) == STATE_OFF
+
+    # An update that gives it a run again brings it back, same entity ID.
+    later = start + 60 * MINUTE
+    dispatch_server.update(
+        MICROGRID_ID, dispatch_id, start_time=later, target=[7], payload={"x": 1}
+    )
+    await wait_for(
+        hass, lambda: _registered(hass, entry, "binary_sensor", key), "entity back"
+    )
+    assert _entity_id(hass, entry, "binary_sensor", key) == entity_id
+    attrs = _attrs(hass, entity_id)
+    assert (attrs["target"], attrs["payload"]) == ([7], {"x": 1})
+    assert attrs["next_start"] == later.isoformat()
 
     # An update through the stream shows up in the attributes.
-    dispatch_server.update(MICROGRID_ID, dispatch_id, target=[7], payload={"x": 1})
+    dispatch_server.update(MICROGRID_ID, dispatch_id, payload={"x": 2})
     await wait_for(
-        hass, lambda: _attrs(hass, entity_id)["target"] == [7], "update applied"
+        hass, lambda: _attrs(hass, entity_id)["payload"] == {"x": 2}, "update"
     )
-    assert _attrs(hass, entity_id)["payload"] == {"x": 1}
 
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
     await wait_for(
@@ -203,8 +219,9 @@ async def test_dispatch_sensor_lifecycle(
         "entity removed",
     )
     assert hass.states.get(entity_id) is None
-    # Its type has no dispatch left: that sensor is gone too.
-    assert not _registered(hass, entry, "binary_sensor", "type_battery_charge")
+    # Its type has no dispatch left: that sensor stays, off.
+    assert _state(hass, type_id) == STATE_OFF
+    assert _attrs(hass, type_id)["running_dispatch_ids"] == []
 
 
 async def test_recurring_dispatch_attributes(
@@ -242,11 +259,13 @@ async def test_recurring_dispatch_attributes(
     await _go_to(hass, freezer, start + 60 * MINUTE)
     assert _state(hass, entity_id) == STATE_ON
     assert _attrs(hass, entity_id)["next_start"] is None
+    # After its last run the sensor leaves the registry.
     await _go_to(hass, freezer, start + 70 * MINUTE)
-    assert _state(hass, entity_id) == STATE_OFF
+    assert hass.states.get(entity_id) is None
+    assert not _registered(hass, entry, "binary_sensor", f"dispatch_{dispatch_id}")
 
 
-async def test_deleted_while_unloaded_is_removed_on_setup(
+async def test_gone_while_unloaded_is_removed_on_setup(
     hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
 ) -> None:
     later = dt_util.utcnow() + timedelta(days=1)
@@ -261,10 +280,114 @@ async def test_deleted_while_unloaded_is_removed_on_setup(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     assert not _registered(hass, entry, "binary_sensor", f"dispatch_{gone}")
-    assert not _registered(hass, entry, "binary_sensor", "type_gone")
+    # A type sensor stays (off) when its last dispatch goes.
+    type_gone = _entity_id(hass, entry, "binary_sensor", "type_gone")
+    assert _state(hass, type_gone) == STATE_OFF
+    assert _attrs(hass, type_gone)["running_dispatch_ids"] == []
     assert _registered(hass, entry, "binary_sensor", f"dispatch_{kept}")
     assert _registered(hass, entry, "binary_sensor", "type_battery_charge")
     assert _registered(hass, entry, "binary_sensor", "api_connection")
+
+
+async def test_type_change_renames_the_dispatch_sensor(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    dispatch_id = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    entry = await _setup(hass, entry_data, dispatch_server)
+    entity_id = _entity_id(hass, entry, "binary_sensor", f"dispatch_{dispatch_id}")
+    name = f"Microgrid 42 Dispatch {dispatch_id} (BATTERY_CHARGE)"
+    assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == name
+    dispatch_server.update(MICROGRID_ID, dispatch_id, type="PV_LIMIT")
+    await wait_for(
+        hass, lambda: _attrs(hass, entity_id)["type"] == "PV_LIMIT", "type changed"
+    )
+    assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == (
+        f"Microgrid 42 Dispatch {dispatch_id} (PV_LIMIT)"
+    )
+    registry_entry = er.async_get(hass).async_get(entity_id)
+    assert registry_entry is not None
+    assert registry_entry.original_name == f"Dispatch {dispatch_id} (PV_LIMIT)"
+    assert _registered(hass, entry, "binary_sensor", "type_pv_limit")
+
+
+# -- work per change --------------------------------------------------------------
+
+
+async def test_one_stream_message_writes_only_what_it_changes(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ids = [
+        _create(dispatch_server, start_time=t0 + (i + 1) * MINUTE, duration=MINUTE)
+        for i in range(20)
+    ]
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    entry = await _setup(hass, entry_data, dispatch_server)
+    recorder = EventRecorder().attach(hass)
+    writes = StateWrites(hass, monkeypatch)
+    changed = ids[10]
+    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
+    dispatch_server.update(MICROGRID_ID, changed, payload={"power_w": 1})
+    await wait_for(hass, lambda: recorder.kinds() == ["updated"], "updated")
+    await settle(hass, 0.1)
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{changed}"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
+    # The running one's payload: its sensor; the type's set does not change.
+    writes.clear()
+    dispatch_server.update(MICROGRID_ID, running, payload={"power_w": 2})
+    await wait_for(hass, lambda: len(recorder.events) == 2, "updated again")
+    await settle(hass, 0.1)
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{running}"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
+
+
+@pytest.mark.parametrize("others", [10, 300])
+async def test_a_start_costs_the_same_at_any_size(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    monkeypatch: pytest.MonkeyPatch,
+    others: int,
+) -> None:
+    """Work at a start does not grow with the number of dispatches."""
+    for i in range(others):
+        _create(
+            dispatch_server, start_time=t0 + timedelta(days=1, minutes=i), duration=None
+        )
+    start = t0 + 5 * MINUTE
+    starting = _create(dispatch_server, start_time=start, duration=MINUTE, type="X")
+    entry = await _setup(hass, entry_data, dispatch_server)
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    writes = StateWrites(hass, monkeypatch)
+    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
+    evaluations = coordinator.evaluations
+    await _go_to(hass, freezer, start)
+    assert coordinator.evaluations - evaluations == 1
+    assert sorted(writes.entity_ids) == sorted(
+        [
+            _entity_id(hass, entry, "binary_sensor", f"dispatch_{starting}"),
+            _entity_id(hass, entry, "binary_sensor", "type_x"),
+            _entity_id(hass, entry, "sensor", "running_dispatches"),
+            _entity_id(hass, entry, "sensor", "next_start"),
+            _entity_id(hass, entry, "event", "dispatch_event"),
+        ]
+    )
 
 
 # -- one binary sensor per dispatch type ---------------------------------------
@@ -392,31 +515,28 @@ async def test_types_with_the_same_slug_get_their_own_sensor(
         "Microgrid 42 BATTERY_CHARGE running": STATE_ON,
         "Microgrid 42 battery charge running": STATE_OFF,
     }
-    # Removing one type's last dispatch keeps the other type's sensor.
+    # Removing one type's last dispatch keeps both type sensors.
+    recorder = EventRecorder().attach(hass)
     dispatch_server.delete(MICROGRID_ID, spaced)
-    await wait_for(
-        hass,
-        lambda: (
-            len(
-                [
-                    item
-                    for item in er.async_entries_for_config_entry(
-                        registry, entry.entry_id
-                    )
-                    if item.translation_key == "dispatch_type"
-                ]
-            )
-            == 1
-        ),
-        "one type sensor left",
-    )
-    [left] = [
+    await wait_for(hass, lambda: recorder.kinds() == ["deleted"], "deleted")
+    await settle(hass, 0.1)
+    after = {
         item.entity_id
         for item in er.async_entries_for_config_entry(registry, entry.entry_id)
         if item.translation_key == "dispatch_type"
-    ]
-    assert _state(hass, left) == STATE_ON
-    assert _attrs(hass, left)["running_dispatch_ids"] == [upper]
+    }
+    assert after == set(type_sensors)
+    shown: dict[str, tuple[str, list[int]]] = {
+        _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME]: (
+            _state(hass, entity_id),
+            _attrs(hass, entity_id)["running_dispatch_ids"],
+        )
+        for entity_id in type_sensors
+    }
+    assert shown == {
+        "Microgrid 42 BATTERY_CHARGE running": (STATE_ON, [upper]),
+        "Microgrid 42 battery charge running": (STATE_OFF, []),
+    }
 
 
 # -- event entity ------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
+from homeassistant.helpers import config_validation as cv
 from homeassistant.helpers.start import async_at_started
+from homeassistant.helpers.typing import ConfigType
 
 from .api import DispatchApi, DispatchAuthError, DispatchInvalidUrlError
 from .const import (
@@ -15,9 +17,18 @@ from .const import (
     DOMAIN,
     PLATFORMS,
 )
-from .coordinator import CARRIED_RUNS, FrequenzDispatchCoordinator
+from .coordinator import FrequenzDispatchCoordinator, async_forget_entry
 from .data import FrequenzDispatchConfigEntry
 from .migration import async_migrate
+from .services import async_setup_services
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the actions, once for every microgrid."""
+    async_setup_services(hass)
+    return True
 
 
 async def async_setup_entry(
@@ -41,9 +52,12 @@ async def async_setup_entry(
             translation_domain=DOMAIN, translation_key="invalid_auth"
         ) from err
     coordinator = FrequenzDispatchCoordinator(hass, entry, api)
-    # On failure HA runs the entry's unload callbacks: the coordinator's
-    # shutdown closes the channel.
-    await coordinator.async_config_entry_first_refresh()
+    try:
+        await coordinator.async_setup()
+    except BaseException:
+        await coordinator.async_shutdown()
+        raise
+    entry.async_on_unload(coordinator.async_shutdown)
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # Runs already under way are reported once automations can see them.
@@ -76,8 +90,8 @@ async def async_unload_entry(
 async def async_remove_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """Forget the runs kept for a reload of a removed entry."""
-    hass.data.get(CARRIED_RUNS, {}).pop(entry.entry_id, None)
+    """End the runs still going on (`stopped`) and delete the stored state."""
+    await async_forget_entry(hass, entry)
 
 
 async def async_migrate_entry(

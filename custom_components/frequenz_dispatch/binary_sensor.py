@@ -1,9 +1,16 @@
-"""Binary sensors: one per dispatch, one per dispatch type, and connectivity."""
+"""Binary sensors: one per current dispatch, one per dispatch type, connectivity.
+
+Two rules decide which exist:
+- a dispatch has a sensor while it runs or has a run to come; once its last
+  run has ended (or it is inactive with nothing to come) the sensor leaves the
+  entity registry, and it comes back if an update gives it a run again;
+- a type's sensor stays once created, off with no ids when its last dispatch
+  goes, so a user's renames and areas are kept.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+import asyncio
 import hashlib
 from typing import Any
 
@@ -14,16 +21,18 @@ from homeassistant.components.binary_sensor import (  # type: ignore[attr-define
 from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import slugify
 
-from .const import CONF_DRY_RUN_COUNTS
+from .const import DOMAIN, signal_connection, signal_dispatch, signal_type
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
-from .event_data import dispatch_data, run_data
 
 PARALLEL_UPDATES = 0
+BATCH = 100
+"""Entities added per call: each call is its own task, so the loop breathes."""
 
 
 async def async_setup_entry(
@@ -31,43 +40,72 @@ async def async_setup_entry(
     entry: FrequenzDispatchConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the sensors now and whenever dispatches or types appear."""
+    """Add the sensors now; follow the coordinator's entity changes."""
     coordinator = entry.runtime_data
     registry = er.async_get(hass)
-    prefixes = (f"{entry.entry_id}_dispatch_", f"{entry.entry_id}_type_")
-    added: set[str] = set()
+    dispatch_prefix = f"{entry.entry_id}_dispatch_"
+    added: set[int] = set()
+
+    def add_in_batches(entities: list[Entity]) -> None:
+        for first in range(0, len(entities), BATCH):
+            async_add_entities(entities[first : first + BATCH])
 
     @callback
-    def _sync_entities() -> None:
-        """Add sensors for new dispatches/types, drop those of vanished ones.
+    def _changed(appeared: list[int], vanished: list[int], types: list[str]) -> None:
+        for dispatch_id in vanished:
+            added.discard(dispatch_id)
+            entity_id = registry.async_get_entity_id(
+                "binary_sensor", DOMAIN, f"{dispatch_prefix}{dispatch_id}"
+            )
+            if entity_id is not None:
+                registry.async_remove(entity_id)
+        new: list[Entity] = [
+            DispatchTypeSensor(coordinator, dispatch_type) for dispatch_type in types
+        ]
+        for dispatch_id in appeared:
+            if dispatch_id not in added:
+                added.add(dispatch_id)
+                new.append(DispatchRunningSensor(coordinator, dispatch_id))
+        add_in_batches(new)
 
-        The registry is the reference, so sensors of dispatches deleted while
-        the entry was not loaded go too.
-        """
-        expected: dict[str, Callable[[], BinarySensorEntity]] = {}
-        for dispatch_id, item in sorted(coordinator.data.items()):
-            expected[f"{entry.entry_id}_dispatch_{dispatch_id}"] = partial(
-                DispatchRunningSensor, coordinator, dispatch_id
-            )
-            expected[f"{entry.entry_id}_{_type_key(item.dispatch.type)}"] = partial(
-                DispatchTypeSensor, coordinator, item.dispatch.type
-            )
-        for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
-            if (
-                reg_entry.domain == "binary_sensor"
-                and reg_entry.unique_id.startswith(prefixes)
-                and reg_entry.unique_id not in expected
-            ):
+    current, types = coordinator.async_set_entity_listener(_changed)
+    wanted = set(current)
+    type_keys = {_type_key(dispatch_type) for dispatch_type in types}
+    # The registry is the reference: sensors of dispatches that ended or went
+    # while the entry was not loaded leave it; type sensors come back.
+    for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if reg_entry.domain != "binary_sensor":
+            continue
+        if reg_entry.unique_id.startswith(dispatch_prefix):
+            suffix = reg_entry.unique_id.removeprefix(dispatch_prefix)
+            if not suffix.isdigit() or int(suffix) not in wanted:
                 registry.async_remove(reg_entry.entity_id)
-        new = [make() for unique_id, make in expected.items() if unique_id not in added]
-        added.clear()
-        added.update(expected)
-        if new:
-            async_add_entities(new)
-
+        elif (
+            (known := _stored_type(reg_entry)) is not None
+            and reg_entry.unique_id == f"{entry.entry_id}_{_type_key(known)}"
+            and _type_key(known) not in type_keys
+        ):
+            type_keys.add(_type_key(known))
+            types.append(known)
     async_add_entities([ConnectivitySensor(coordinator)])
-    _sync_entities()
-    entry.async_on_unload(coordinator.async_add_listener(_sync_entities))
+    add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
+    added.update(wanted)
+    ordered = sorted(current)
+    for first in range(0, len(ordered), BATCH):
+        async_add_entities(
+            [
+                DispatchRunningSensor(coordinator, dispatch_id)
+                for dispatch_id in ordered[first : first + BATCH]
+                if dispatch_id in added  # not gone while we yielded
+            ]
+        )
+        await asyncio.sleep(0)
+
+
+def _stored_type(reg_entry: er.RegistryEntry) -> str | None:
+    """The exact type a type sensor showed (kept in its registry options)."""
+    value = dict(reg_entry.options.get(DOMAIN) or {}).get("type")
+    return value if isinstance(value, str) else None
 
 
 def _type_key(dispatch_type: str) -> str:
@@ -89,6 +127,7 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
 
     _attr_device_class = BinarySensorDeviceClass.RUNNING
     _attr_translation_key = "dispatch"
+    _unrecorded_attributes = frozenset({"payload", "recurrence"})
 
     def __init__(
         self, coordinator: FrequenzDispatchCoordinator, dispatch_id: int
@@ -96,35 +135,42 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         """Follow the dispatch with this id."""
         super().__init__(coordinator, f"dispatch_{dispatch_id}")
         self.dispatch_id = dispatch_id
-        item = coordinator.data[dispatch_id]
+        self._signal = signal_dispatch(coordinator.config_entry.entry_id, dispatch_id)
+        state = coordinator.state_of(dispatch_id)
+        self._type = "" if state is None else state.item.dispatch.type
         self._attr_translation_placeholders = {
             "dispatch_id": str(dispatch_id),
-            "type": item.dispatch.type,
+            "type": self._type,
         }
+
+    @callback
+    def _handle_change(self) -> None:
+        """Write the new state; a new type renames the sensor."""
+        state = self.coordinator.state_of(self.dispatch_id)
+        if state is not None and state.item.dispatch.type != self._type:
+            self._type = state.item.dispatch.type
+            self._attr_translation_placeholders = {
+                "dispatch_id": str(self.dispatch_id),
+                "type": self._type,
+            }
+            # HA caches the name built from the placeholders.
+            self.__dict__.pop("name", None)
+        super()._handle_change()
 
     @property
     def available(self) -> bool:
         """Unavailable only between its deletion and its removal."""
-        return self.dispatch_id in self.coordinator.data
+        return self.coordinator.state_of(self.dispatch_id) is not None
 
     @property
     def is_on(self) -> bool:
         """Whether the dispatch runs now."""
-        return self.coordinator.scheduler.run_of(self.dispatch_id) is not None
+        return self.coordinator.run_of(self.dispatch_id) is not None
 
     @property
     def extra_state_attributes(self) -> dict[str, Any] | None:
-        """The dispatch fields and its current/next window."""
-        item = self.coordinator.data.get(self.dispatch_id)
-        if item is None:
-            return None
-        run = self.coordinator.scheduler.run_of(self.dispatch_id)
-        next_start = self.coordinator.next_start(self.dispatch_id)
-        return {
-            **dispatch_data(item.dispatch),
-            **run_data(run),
-            "next_start": None if next_start is None else next_start.isoformat(),
-        }
+        """The dispatch fields and its current/next window (prebuilt)."""
+        return self.coordinator.attributes(self.dispatch_id)
 
 
 class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
@@ -139,30 +185,31 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
         """Follow every dispatch of this type."""
         super().__init__(coordinator, _type_key(dispatch_type))
         self.dispatch_type = dispatch_type
+        self._signal = signal_type(coordinator.config_entry.entry_id, dispatch_type)
         self._attr_translation_placeholders = {"type": dispatch_type}
-        self._dry_run_counts = bool(
-            coordinator.config_entry.options.get(CONF_DRY_RUN_COUNTS, False)
-        )
 
-    def _running_ids(self) -> list[int]:
-        data = self.coordinator.data
-        return sorted(
-            dispatch_id
-            for dispatch_id in self.coordinator.scheduler.running
-            if (item := data.get(dispatch_id)) is not None
-            and item.dispatch.type == self.dispatch_type
-            and (self._dry_run_counts or not item.dispatch.dry_run)
-        )
+    async def async_added_to_hass(self) -> None:
+        """Remember the exact type in the registry, so the sensor can come back."""
+        await super().async_added_to_hass()
+        if (
+            self.registry_entry is not None
+            and _stored_type(self.registry_entry) != self.dispatch_type
+        ):
+            er.async_get(self.hass).async_update_entity_options(
+                self.entity_id, DOMAIN, {"type": self.dispatch_type}
+            )
 
     @property
     def is_on(self) -> bool:
         """Whether any dispatch of the type runs."""
-        return bool(self._running_ids())
+        return self.coordinator.is_type_running(self.dispatch_type)
 
     @property
     def extra_state_attributes(self) -> dict[str, Any]:
         """Which dispatches keep it on."""
-        return {"running_dispatch_ids": self._running_ids()}
+        return {
+            "running_dispatch_ids": self.coordinator.running_of_type(self.dispatch_type)
+        }
 
 
 class ConnectivitySensor(FrequenzDispatchEntity, BinarySensorEntity):
@@ -175,6 +222,7 @@ class ConnectivitySensor(FrequenzDispatchEntity, BinarySensorEntity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "api_connection")
+        self._signal = signal_connection(coordinator.config_entry.entry_id)
 
     @property
     def is_on(self) -> bool:

@@ -29,4 +29,43 @@ ALL_EVENTS: Final = (
     EVENT_STOPPED,
 )
 
-PLATFORMS: Final = [Platform.BINARY_SENSOR, Platform.EVENT, Platform.SENSOR]
+PLATFORMS: Final = [
+    Platform.BINARY_SENSOR,
+    Platform.CALENDAR,
+    Platform.EVENT,
+    Platform.SENSOR,
+]
+
+
+def signal_runs_changed(entry_id: str) -> str:
+    """Dispatcher signal for changes of an entry's dispatches or runs.
+
+    Sent without arguments whenever a dispatch appears, changes or goes, or a
+    run starts or stops.
+    """
+    return f"{DOMAIN}_{entry_id}_runs_changed"
+
+
+def signal_dispatch(entry_id: str, dispatch_id: int) -> str:
+    """Dispatcher signal (no args) to the entity of one dispatch."""
+    return f"{DOMAIN}_{entry_id}_dispatch_{dispatch_id}"
+
+
+def signal_type(entry_id: str, dispatch_type: str) -> str:
+    """Dispatcher signal (no args) to the sensor of one dispatch type."""
+    return f"{DOMAIN}_{entry_id}_type_{dispatch_type}"
+
+
+def signal_summary(entry_id: str) -> str:
+    """Dispatcher signal (no args) to the summary and connection sensors."""
+    return f"{DOMAIN}_{entry_id}_summary"
+
+
+def signal_event(entry_id: str) -> str:
+    """Dispatcher signal (event type, data) to the entry's event entity."""
+    return f"{DOMAIN}_{entry_id}_event"
+
+
+def signal_connection(entry_id: str) -> str:
+    """Dispatcher signal (no args) to the connection sensor."""
+    return f"{DOMAIN}_{entry_id}_connection"

@@ -1,19 +1,32 @@
-"""The dispatch actor on HA's machinery: sync with the API and report lifecycle."""
+"""The one source of truth of a config entry: every dispatch, its run, its changes.
+
+Every change takes one path, whatever brought it (a stream message, a listing,
+the timer):
+
+    _accept / _on_timer ──► _apply(id, new version, now, lifecycle event)
+        ├─► bus event + event entity          (reporter, once per change)
+        ├─► indexes: running, per type, next starts, timeline (O(log N))
+        └─► dirty marks ──► _flush(): one dispatcher signal per entity that
+                            changed, entities added/removed in a batch
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Mapping
 from contextlib import suppress
-from datetime import datetime
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers.dispatcher import async_dispatcher_send
 from homeassistant.helpers.event import async_call_later
-from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
-from homeassistant.util.hass_dict import HassKey
 
 from .api import (
     DispatchApi,
@@ -23,9 +36,12 @@ from .api import (
     MalformedDispatch,
     ParsedDispatch,
     StreamUpdate,
+    Unchanged,
     ValidDispatch,
 )
 from .const import (
+    CONF_DRY_RUN_COUNTS,
+    CONF_MICROGRID_ID,
     DOMAIN,
     EVENT_CREATED,
     EVENT_DELETED,
@@ -33,10 +49,17 @@ from .const import (
     EVENT_STOPPED,
     EVENT_UPDATED,
     LOGGER,
+    signal_connection,
+    signal_dispatch,
+    signal_runs_changed,
+    signal_summary,
+    signal_type,
 )
+from .event_data import dispatch_data, event_data, run_data
 from .reporter import EventReporter
 from .schedule import Run
-from .scheduler import DispatchScheduler, RunningState
+from .storage import EntryStore, Snapshot
+from .timeline import KeyedHeap, Timeline
 
 if TYPE_CHECKING:
     from .data import FrequenzDispatchConfigEntry
@@ -51,21 +74,64 @@ A shorter one counts as a failure even when it ended cleanly, so a server or
 proxy that keeps closing streams cannot cause a hot reconnect loop.
 """
 
-CARRIED_RUNS: HassKey[dict[str, RunningState]] = HassKey(f"{DOMAIN}_carried_runs")
-"""Runs reported as started, kept across reloads of an entry."""
+MIN_RELIST_SECONDS = 5.0
+"""Listings never come closer than this, however often streams end."""
 
-type Dispatches = dict[int, ValidDispatch]
+AUTH_GRACE = timedelta(minutes=10)
+"""Auth errors persisting this long start a reauth flow (retries go on)."""
+
+OUTAGE_ISSUE_AFTER = timedelta(hours=6)
+"""Unreachable this long raises a repair issue (the cache may be stale)."""
+
+CHUNK = 250
+"""Dispatches applied between two yields to the loop during a listing."""
+
+MAX_TOMBSTONES = 10_000
+"""Deleted ids remembered at most (the oldest are forgotten first)."""
+
+type RunningState = dict[int, tuple[ValidDispatch, Run]]
+"""Reported runs that have not stopped yet, by dispatch id."""
+
+type EntityListener = Callable[[list[int], list[int], list[str]], None]
+"""Called with (dispatch ids that need an entity, ids whose entity goes, new types)."""
 
 
-class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
+@dataclass(slots=True, eq=False)
+class DispatchState:
+    """What the entry knows about one dispatch now."""
+
+    item: ValidDispatch
+    run: Run | None
+    next_start: datetime | None
+    data: dict[str, Any] | None = None
+    """`dispatch_data` of the item, built once per version."""
+    attributes: dict[str, Any] | None = None
+    """The entity's attributes, built once per version, run and next start."""
+
+    @property
+    def current(self) -> bool:
+        """Whether it runs now or has a run to come (then it has an entity)."""
+        return self.run is not None or self.next_start is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _Malformed:
+    reason: str
+    version: int | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+class FrequenzDispatchCoordinator:
     """Holds the dispatches of one microgrid and follows their changes.
 
-    The first refresh lists everything; then a background task follows the
+    `async_setup` lists everything; then a background task follows the
     stream and, every time the stream has to be reopened, lists again and
     reconciles (created/updated/deleted for the difference). A dispatch is
-    never replaced by one with an older `update_time`, deleted ids are kept so
-    a late list can never bring them back. Start and stop times are kept by
-    the scheduler with HA time trackers.
+    never replaced by an older version; deleted ids are kept (bounded) so a
+    late listing cannot bring them back.
     """
 
     config_entry: FrequenzDispatchConfigEntry
@@ -76,66 +142,224 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
         config_entry: FrequenzDispatchConfigEntry,
         api: DispatchApi,
     ) -> None:
-        """Initialize; nothing is fetched until the first refresh."""
-        super().__init__(
-            hass,
-            LOGGER,
-            config_entry=config_entry,
-            name=f"{DOMAIN} microgrid {api.microgrid_id}",
-            always_update=False,
-        )
+        """Initialize; nothing is fetched until `async_setup`."""
+        self.hass = hass
+        self.config_entry = config_entry
         self.api = api
         self.options = dict(config_entry.options)
         """The options this coordinator's entities were set up with."""
         self.microgrid_id = api.microgrid_id
         self.connected = False
-        self._items: Dispatches = {}
-        self._deleted: set[int] = set()
-        self._malformed: dict[int, str] = {}
+        self.device_id: str | None = None
+        entry_id = config_entry.entry_id
+        self._entry_id = entry_id
+        self._dry_run_counts = bool(self.options.get(CONF_DRY_RUN_COUNTS, False))
+        self._states: dict[int, DispatchState] = {}
+        self._items: dict[int, ValidDispatch] = {}
+        self._items_view = MappingProxyType(self._items)
+        self._deleted: dict[int, None] = {}
+        self._malformed: dict[int, _Malformed] = {}
+        self._running: set[int] = set()
+        self._type_running: dict[str, set[int]] = {}
+        self._type_count: dict[str, int] = {}
+        self._seen_types: set[str] = set()
+        self._next_starts = KeyedHeap()
+        self.timeline = Timeline(hass, self._on_timer)
+        self.reporter = EventReporter(hass, entry_id)
+        self.store = EntryStore(hass, entry_id)
+        self._carried: RunningState = {}
+        """Runs reported before the last unload/restart, not yet seen again."""
         self._loaded = False
+        # What changed since the last flush.
+        self._dirty_ids: set[int] = set()
+        self._dirty_types: set[str] = set()
+        self._dirty_summary = False
+        self._runs_changed = False
+        self._presence: dict[int, bool] = {}
+        self._new_types: list[str] = []
+        self._flush_handle: asyncio.Handle | None = None
+        self._entity_listener: EntityListener | None = None
         self._first_stream: DispatchStream | None = None
         self._stream_task: asyncio.Task[None] | None = None
         self._stopped = False
         self._outage = False
-        self.reporter = EventReporter(hass, config_entry.entry_id, self.microgrid_id)
-        self.scheduler = DispatchScheduler(
-            hass,
-            on_started=self._report_started,
-            on_stopped=self._report_stopped,
-            on_transition=self.async_update_listeners,
-            carried=hass.data.get(CARRIED_RUNS, {}).pop(config_entry.entry_id, None),
-        )
+        self._auth_error_since: datetime | None = None
+        self._unsub_outage: CALLBACK_TYPE | None = None
+        self._issue_raised = False
+        self._last_list = 0.0
+        self.evaluations = 0
+        """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
-    # -- first fetch ------------------------------------------------------
+    # -- read API (entities, calendar, triggers, services, diagnostics) -----
 
-    async def _async_update_data(self) -> Dispatches:
+    def dispatches(self) -> Mapping[int, ValidDispatch]:
+        """Every valid dispatch known now (a read-only live view)."""
+        return self._items_view
+
+    @property
+    def data(self) -> Mapping[int, ValidDispatch]:
+        """Every valid dispatch known now (same as `dispatches()`)."""
+        return self.dispatches()
+
+    def state_of(self, dispatch_id: int) -> DispatchState | None:
+        """The state of one dispatch, None if unknown."""
+        return self._states.get(dispatch_id)
+
+    def run_of(self, dispatch_id: int) -> Run | None:
+        """The current run of a dispatch, None if it is not running."""
+        state = self._states.get(dispatch_id)
+        return None if state is None else state.run
+
+    def is_type_running(self, dispatch_type: str) -> bool:
+        """Whether a dispatch of the type runs (dry runs only with the option)."""
+        return bool(self._type_running.get(dispatch_type))
+
+    def running_of_type(self, dispatch_type: str) -> list[int]:
+        """Ids of the runs that turn the type's sensor on, sorted."""
+        return sorted(self._type_running.get(dispatch_type, ()))
+
+    def known_types(self) -> set[str]:
+        """Types of the known dispatches."""
+        return set(self._type_count)
+
+    @property
+    def running_count(self) -> int:
+        """Number of running dispatches (dry runs included)."""
+        return len(self._running)
+
+    def next_start(self) -> datetime | None:
+        """The earliest upcoming start of any dispatch."""
+        return self._next_starts.peek()
+
+    def next_starting(self) -> tuple[datetime, int] | None:
+        """(start, dispatch id) of the earliest upcoming start, O(1) amortized."""
+        return self._next_starts.peek_item()
+
+    def running(self) -> dict[int, Run]:
+        """The runs going on now, by dispatch id (O(running))."""
+        return {
+            dispatch_id: run
+            for dispatch_id in self._running
+            if (run := self._states[dispatch_id].run) is not None
+        }
+
+    def attributes(self, dispatch_id: int) -> dict[str, Any] | None:
+        """The attributes of a dispatch's entity (built once per change)."""
+        state = self._states.get(dispatch_id)
+        if state is None:
+            return None
+        if state.attributes is None:
+            state.attributes = {
+                **self._data(state),
+                **run_data(state.run),
+                "next_start": _iso(state.next_start),
+            }
+        return state.attributes
+
+    @property
+    def malformed(self) -> dict[int, str]:
+        """Ids of dispatches we skipped, with the reason."""
+        return {dispatch_id: bad.reason for dispatch_id, bad in self._malformed.items()}
+
+    @property
+    def tombstones(self) -> int:
+        """How many deleted ids are remembered."""
+        return len(self._deleted)
+
+    @callback
+    def async_set_entity_listener(
+        self, listener: EntityListener
+    ) -> tuple[list[int], list[str]]:
+        """Register the platform that adds/removes entities; return what exists.
+
+        Returns the ids that need an entity now and every type seen so far.
+        """
+        self._entity_listener = listener
+        self._presence.clear()
+        self._new_types.clear()
+        current = [i for i, state in self._states.items() if state.current]
+        return current, sorted(self._seen_types)
+
+    # -- setup and shutdown ---------------------------------------------------
+
+    async def async_setup(self) -> None:
         """List every dispatch once; afterwards the stream keeps us current."""
-        if self._loaded:
-            return dict(self._items)
+        device = dr.async_get(self.hass).async_get_or_create(
+            config_entry_id=self._entry_id,
+            identifiers={(DOMAIN, self._entry_id)},
+            name=f"Microgrid {self.microgrid_id}",
+            manufacturer="Frequenz",
+            model="Dispatch API",
+            entry_type=dr.DeviceEntryType.SERVICE,
+        )
+        self.device_id = device.id
+        snapshot = await self.store.async_load()
+        if snapshot is not None:
+            await self._load_snapshot(snapshot)
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
-            parsed = await self.api.list_all()
+            parsed = await self.api.list_all(self._known_versions())
         except DispatchAuthError as err:
             stream.cancel()
-            raise ConfigEntryAuthFailed(
-                translation_domain=DOMAIN, translation_key="invalid_auth"
-            ) from err
+            if snapshot is None:
+                raise ConfigEntryAuthFailed(
+                    translation_domain=DOMAIN, translation_key="invalid_auth"
+                ) from err
+            LOGGER.warning(
+                "The Dispatch API rejected the API key; running from the cache "
+                "and asking to re-authenticate"
+            )
+            self._auth_error_since = dt_util.utcnow()
+            self._set_connected(False, err)
+            self.config_entry.async_start_reauth(self.hass)
+            self._loaded = True
+            self.store.schedule_save(self._save_source)
+            return
         except DispatchApiError as err:
             stream.cancel()
-            raise UpdateFailed(
-                translation_domain=DOMAIN,
-                translation_key="cannot_connect",
-                translation_placeholders={"error": str(err)},
-            ) from err
+            if snapshot is None:
+                raise ConfigEntryNotReady(
+                    translation_domain=DOMAIN,
+                    translation_key="cannot_connect",
+                    translation_placeholders={"error": str(err)},
+                ) from err
+            self._set_connected(False, err)
+            self._loaded = True
+            self.store.schedule_save(self._save_source)
+            return
         self._first_stream = stream
-        self._loaded = True
         self.connected = True
-        self._reconcile(parsed, initial=True)
-        self.scheduler.stop_carried()
-        return dict(self._items)
+        # Against a cache, every difference is news: announce it.
+        await self._reconcile(parsed, announce=snapshot is not None)
+        self._stop_carried()
+        self._loaded = True
+        self.store.schedule_save(self._save_source)
 
-    # -- stream -------------------------------------------------------------
+    async def _load_snapshot(self, snapshot: Snapshot) -> None:
+        """Start from what was known before the last unload or restart."""
+        by_id = {item.id: item for item in snapshot.dispatches}
+        self._carried = {
+            dispatch_id: (by_id[dispatch_id], run)
+            for dispatch_id, run in snapshot.runs.items()
+            if dispatch_id in by_id
+        }
+        await self._reconcile(list(snapshot.dispatches), announce=False)
+        # Runs that ended while we were away end now: before any listing.
+        self._stop_carried()
+
+    async def async_save(self) -> None:
+        """Save the dispatches and reported runs now."""
+        await self.store.async_save_now(self._save_source)
+
+    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
+        """What to save: references only (encoded in the executor)."""
+        runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
+        for dispatch_id in self._running:
+            run = self._states[dispatch_id].run
+            if run is not None:
+                runs[dispatch_id] = run
+        return [state.item for state in self._states.values()], runs
 
     @callback
     def async_start_stream(self) -> None:
@@ -146,11 +370,11 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
 
     @callback
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
-        """Fire the events held since setup (call once HA has started)."""
+        """Send the events held since setup (call once HA has started)."""
         self.reporter.release()
 
     async def async_stop(self) -> None:
-        """Stop following the stream and every timer, keeping running runs.
+        """Stop following the stream and the timer, keeping running runs.
 
         Called before the platforms unload, so no change can reach entities
         that are going away. The runs that are still going on are kept for a
@@ -163,27 +387,46 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             self._stream_task.cancel()
             with suppress(asyncio.CancelledError):
                 await self._stream_task
-        self.hass.data.setdefault(CARRIED_RUNS, {})[self.config_entry.entry_id] = (
-            self.scheduler.shutdown()
-        )
+        self.timeline.cancel()
+        self._cancel_outage_issue()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        if self._loaded:
+            # A reload or restart continues from here: no run starts twice.
+            await self.async_save()
+        else:
+            self.store.cancel()
+
+    async def async_shutdown(self) -> None:
+        """Stop everything (if `async_stop` has not yet), close the connection."""
+        await self.async_stop()
+        if self._first_stream is not None:
+            self._first_stream.cancel()
+        await self.api.close()
+
+    # -- stream -------------------------------------------------------------
 
     async def _follow_stream(self) -> None:
         failures = 0
-        relist = False
+        # Set up from the cache: nothing was listed yet.
+        relist = self._first_stream is None
         loop = asyncio.get_running_loop()
+        self._last_list = loop.time()
         while True:
-            opened_at = loop.time()
             updates, self._first_stream = self._first_stream, None
             received = False
             failed = True
             healthy_timer: CALLBACK_TYPE | None = None
             try:
+                if relist:
+                    await self._relist_spacing()
                 if updates is None:
                     updates = self.api.open_stream()
+                opened_at = loop.time()
                 if relist:
-                    parsed = await self.api.list_all()
-                    self._set_connected(True)
-                    self._reconcile(parsed, initial=False)
+                    await self._relist()
+                    failures = 0  # a successful re-list resets the back-off
                 # A stream that stays open this long counts as healthy even
                 # when no change arrives.
                 healthy_timer = async_call_later(
@@ -191,18 +434,14 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
                 )
                 async for update in updates:
                     received = True
-                    self._set_connected(True)
+                    self._api_answered()
                     self._stream_healthy()
-                    self._apply(update)
+                    self._apply_stream(update)
                 failed = False
                 LOGGER.debug("The server ended the dispatch stream; reopening")
-            except DispatchAuthError:
-                LOGGER.warning(
-                    "The Dispatch API rejected the API key; please re-authenticate"
-                )
-                self._set_connected(False)
-                self.config_entry.async_start_reauth(self.hass)
-                return
+            except DispatchAuthError as err:
+                self._auth_rejected()
+                self._set_connected(False, err)
             except DispatchApiError as err:
                 self._set_connected(False, err)
             except Exception as err:
@@ -214,7 +453,9 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
                     updates.cancel()
                 if healthy_timer is not None:
                     healthy_timer()
-            healthy = received or loop.time() - opened_at >= HEALTHY_SECONDS
+            healthy = received or (
+                not failed and loop.time() - opened_at >= HEALTHY_SECONDS
+            )
             if healthy:
                 failures = 0
             if failed or not healthy:
@@ -222,6 +463,41 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             relist = True
             if failures:
                 await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+
+    async def _relist_spacing(self) -> None:
+        """However often streams end, list at most once per MIN_RELIST_SECONDS."""
+        loop = asyncio.get_running_loop()
+        wait = self._last_list + MIN_RELIST_SECONDS - loop.time()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        self._last_list = loop.time()
+
+    async def _relist(self) -> None:
+        """List everything again (the stream is open) and reconcile."""
+        parsed = await self.api.list_all(self._known_versions())
+        self._api_answered()
+        await self._reconcile(parsed, announce=True)
+
+    @callback
+    def _api_answered(self) -> None:
+        """A listing or stream message came through: connected, key valid."""
+        self._auth_error_since = None
+        self._set_connected(True)
+
+    @callback
+    def _auth_rejected(self) -> None:
+        """Keep retrying; ask for a new key once it has failed for a while."""
+        now = dt_util.utcnow()
+        if self._auth_error_since is None:
+            self._auth_error_since = now
+            LOGGER.warning(
+                "The Dispatch API rejected the API key; retrying, and asking to "
+                "re-authenticate if this persists for %s",
+                AUTH_GRACE,
+            )
+        elif now - self._auth_error_since >= AUTH_GRACE:
+            # Once: HA does not start a second flow while one is open.
+            self.config_entry.async_start_reauth(self.hass)
 
     @callback
     def _set_connected(self, connected: bool, error: Exception | None = None) -> None:
@@ -234,14 +510,47 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
                 self.microgrid_id,
                 error,
             )
+        if not connected and self._unsub_outage is None and not self._issue_raised:
+            self._unsub_outage = async_call_later(
+                self.hass, OUTAGE_ISSUE_AFTER, self._raise_outage_issue
+            )
         if connected == self.connected:
             return
         self.connected = connected
-        try:
-            self.async_update_listeners()
-        except Exception:
-            # An entity's bug must not stop the stream task.
-            LOGGER.exception("Error while updating entities")
+        if connected:
+            self._cancel_outage_issue()
+            if self._issue_raised:
+                self._issue_raised = False
+                ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        async_dispatcher_send(self.hass, signal_connection(self._entry_id))
+
+    @property
+    def _issue_id(self) -> str:
+        return f"api_unreachable_{self._entry_id}"
+
+    @callback
+    def _raise_outage_issue(self, _now: datetime) -> None:
+        """Unreachable for long: the cached schedule may be stale; tell the user."""
+        self._unsub_outage = None
+        self._issue_raised = True
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            self._issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="api_unreachable",
+            translation_placeholders={
+                "microgrid_id": str(self.microgrid_id),
+                "hours": str(int(OUTAGE_ISSUE_AFTER.total_seconds() // 3600)),
+            },
+        )
+
+    @callback
+    def _cancel_outage_issue(self) -> None:
+        if self._unsub_outage is not None:
+            self._unsub_outage()
+            self._unsub_outage = None
 
     @callback
     def _stream_healthy(self, _now: datetime | None = None) -> None:
@@ -250,113 +559,380 @@ class FrequenzDispatchCoordinator(DataUpdateCoordinator[Dispatches]):
             self._outage = False
             LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
 
-    # -- reconciliation -----------------------------------------------------
+    # -- the three sources of change ------------------------------------------
 
     @callback
-    def _reconcile(self, parsed: list[ParsedDispatch], *, initial: bool) -> None:
-        """Make our set equal to a full listing, reporting the difference."""
-        listed = {item.id for item in parsed}
-        for item in parsed:
-            self._accept(item, announce=not initial)
-        for dispatch_id in [i for i in self._items if i not in listed]:
+    def _apply_stream(self, update: StreamUpdate) -> None:
+        """Apply one stream message; entity writes of a burst are coalesced."""
+        now = dt_util.utcnow()
+        if update.event is Event.DELETED:
+            self._tombstone(update.item.id)
+            self._malformed.pop(update.item.id, None)
+            if update.item.id in self._states:
+                self._apply(update.item.id, None, now, EVENT_DELETED)
+        elif update.event in (Event.CREATED, Event.UPDATED):
+            self._accept(update.item, now, announce=True)
+        self.timeline.arm()
+        if self._flush_handle is None:
+            self._flush_handle = self.hass.loop.call_soon(self._flush)
+
+    def _known_versions(self) -> dict[int, int]:
+        """The version we hold of every dispatch: the listing skips those."""
+        known = {i: state.item.version for i, state in self._states.items()}
+        for dispatch_id, bad in self._malformed.items():
+            if bad.version is not None:
+                known[dispatch_id] = bad.version
+        return known
+
+    async def _reconcile(
+        self, parsed: list[ParsedDispatch | Unchanged], *, announce: bool
+    ) -> None:
+        """Make our set equal to a full listing, reporting the difference.
+
+        Unchanged dispatches come as bare ids and cost nothing. Yields to the
+        loop every `CHUNK` dispatches, so a large listing never stalls it.
+        """
+        listed: set[int] = set()
+        unlistable: list[int] = []
+        now = dt_util.utcnow()
+        for index, item in enumerate(parsed, 1):
+            listed.add(item.id)
+            if isinstance(item, Unchanged):
+                continue
+            if isinstance(item, MalformedDispatch) and item.unlistable:
+                unlistable.append(item.id)
+            self._accept(item, now, announce=announce)
+            if index % CHUNK == 0:
+                self.timeline.arm()
+                self._flush()
+                await asyncio.sleep(0)
+                now = dt_util.utcnow()
+        for dispatch_id in [i for i in self._states if i not in listed]:
             # Not a tombstone: only the stream says for sure that an id is
             # gone, and a listing may lag behind.
-            self._delete(dispatch_id, tombstone=False)
+            self._apply(dispatch_id, None, now, EVENT_DELETED)
         for dispatch_id in [i for i in self._malformed if i not in listed]:
             del self._malformed[dispatch_id]
-        self.async_set_updated_data(dict(self._items))
+        # An id the listing no longer has is gone for good: forget its tombstone.
+        for dispatch_id in [i for i in self._deleted if i not in listed]:
+            del self._deleted[dispatch_id]
+        self.timeline.arm()
+        self._flush()
+        self._report_unlistable(sorted(unlistable), self.api.unlisted)
 
     @callback
-    def _apply(self, update: StreamUpdate) -> None:
-        """Apply one stream message."""
-        if update.event is Event.DELETED:
-            self._delete(update.item.id, tombstone=True)
-        elif update.event in (Event.CREATED, Event.UPDATED):
-            self._accept(update.item, announce=True)
-        self.async_set_updated_data(dict(self._items))
-
-    @callback
-    def _accept(self, item: ParsedDispatch, *, announce: bool) -> None:
-        """Take a dispatch if it is new or newer than the one we hold."""
-        if item.id in self._deleted:
+    def _report_unlistable(self, ids: list[int], unnamed: int) -> None:
+        """A repair issue names the dispatches too large to be received."""
+        issue_id = f"dispatch_unlistable_{self._entry_id}"
+        if not ids and not unnamed:
+            ir.async_delete_issue(self.hass, DOMAIN, issue_id)
             return
-        old = self._items.get(item.id)
+        ir.async_create_issue(
+            self.hass,
+            DOMAIN,
+            issue_id,
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key="dispatch_unlistable",
+            translation_placeholders={
+                "microgrid_id": str(self.microgrid_id),
+                "ids": ", ".join(str(i) for i in ids) or "-",
+                "unnamed": str(unnamed),
+            },
+        )
+
+    @callback
+    def _on_timer(self, now: datetime) -> None:
+        """Every transition due at `now`, in one pass."""
+        for dispatch_id in self.timeline.pop_due(now):
+            state = self._states.get(dispatch_id)
+            if state is not None:
+                self._apply(dispatch_id, state.item, now, None)
+        self.timeline.arm()
+        self._flush()
+
+    # -- versions ---------------------------------------------------------------
+
+    @callback
+    def _accept(self, item: ParsedDispatch, now: datetime, *, announce: bool) -> None:
+        """Take a version if it is new or newer than the one we hold."""
+        dispatch_id = item.id
+        if dispatch_id in self._deleted:
+            return
+        old = self._states.get(dispatch_id)
+        version = item.version
         if isinstance(item, MalformedDispatch):
-            if (
-                old is not None
-                and item.update_time is not None
-                and item.update_time < old.dispatch.update_time
-            ):
+            if old is not None and version is not None and version < old.item.version:
                 return  # a stale version; the one we hold is newer
-            self._skip_malformed(item)
+            # A version we cannot read replaces whatever we knew.
+            self._note_malformed(dispatch_id, item.reason, version)
+            if old is not None:
+                self._apply(dispatch_id, None, now, None)
             return
-        self._malformed.pop(item.id, None)
+        version = item.version
+        bad = self._malformed.get(dispatch_id)
+        if bad is not None:
+            if bad.version is not None and version <= bad.version:
+                return  # older than the unreadable version that replaced it
+            del self._malformed[dispatch_id]
         if old is not None and (
-            item.dispatch.update_time < old.dispatch.update_time
-            or item.dispatch == old.dispatch
+            version < old.item.version or item.dispatch == old.item.dispatch
         ):
             return  # stale, or the version we hold
-        self._items[item.id] = item
-        if old is None and announce:
-            self.reporter.fire(EVENT_CREATED, item)
-        elif old is not None:
-            run = item.schedule.run_at(dt_util.utcnow())
-            self.reporter.fire(EVENT_UPDATED, item, run)
-        self.scheduler.track(item)
+        if old is not None:
+            lifecycle: str | None = EVENT_UPDATED
+        else:
+            lifecycle = EVENT_CREATED if announce else None
+        self._apply(dispatch_id, item, now, lifecycle)
 
     @callback
-    def _skip_malformed(self, item: MalformedDispatch) -> None:
-        if self._malformed.get(item.id) != item.reason:
-            self._malformed[item.id] = item.reason
-            LOGGER.warning("Skipping dispatch %s: %s", item.id, item.reason)
-        # A version we cannot read replaces whatever we knew: stop using it.
-        if item.id in self._items:
-            del self._items[item.id]
-            self.scheduler.untrack(item.id)
+    def _note_malformed(
+        self, dispatch_id: int, reason: str, version: int | None
+    ) -> None:
+        old = self._malformed.get(dispatch_id)
+        if old is None or old.reason != reason:
+            LOGGER.warning("Skipping dispatch %s: %s", dispatch_id, reason)
+        self._malformed[dispatch_id] = _Malformed(reason, version)
 
     @callback
-    def _delete(self, dispatch_id: int, *, tombstone: bool) -> None:
-        if tombstone:
-            self._deleted.add(dispatch_id)
-        self._malformed.pop(dispatch_id, None)
-        item = self._items.pop(dispatch_id, None)
-        if item is None:
-            return
-        self.scheduler.untrack(dispatch_id)
-        self.reporter.fire(EVENT_DELETED, item)
+    def _tombstone(self, dispatch_id: int) -> None:
+        self._deleted.pop(dispatch_id, None)
+        self._deleted[dispatch_id] = None
+        if len(self._deleted) > MAX_TOMBSTONES:
+            del self._deleted[next(iter(self._deleted))]
 
-    # -- reporting ----------------------------------------------------------
+    # -- the one apply path ------------------------------------------------------
 
     @callback
-    def _report_started(self, item: ValidDispatch, run: Run) -> None:
-        LOGGER.debug("Dispatch %s started (%s)", item.id, run)
-        self.reporter.fire(EVENT_STARTED, item, run)
+    def _apply(
+        self,
+        dispatch_id: int,
+        new: ValidDispatch | None,
+        now: datetime,
+        lifecycle: str | None,
+    ) -> None:
+        """Move one dispatch to `new` (None: gone) at `now`; publish the change.
+
+        `lifecycle` is the created/updated/deleted event to announce, if any.
+        """
+        old = self._states.get(dispatch_id)
+        run: Run | None = None
+        next_start: datetime | None = None
+        if new is not None:
+            try:
+                self.evaluations += 1
+                run = new.schedule.run_at(now)
+                next_start = new.schedule.next_start(now)
+            except Exception as err:  # one dispatch never breaks the others
+                self._note_malformed(
+                    dispatch_id, f"cannot be evaluated: {err!r}", new.version
+                )
+                if old is None:
+                    return
+                new, lifecycle, run, next_start = None, None, None, None
+        self._announce(old, new, run, lifecycle)
+        self._index(dispatch_id, old, new, run, next_start)
+        self._runs_changed = True
 
     @callback
-    def _report_stopped(self, item: ValidDispatch, run: Run) -> None:
-        LOGGER.debug("Dispatch %s stopped (%s)", item.id, run)
-        self.reporter.fire(EVENT_STOPPED, item, run)
+    def _announce(
+        self,
+        old: DispatchState | None,
+        new: ValidDispatch | None,
+        run: Run | None,
+        lifecycle: str | None,
+    ) -> None:
+        """The events of a change: created/updated, started/stopped, deleted."""
+        old_run = None if old is None else old.run
+        if lifecycle in (EVENT_CREATED, EVENT_UPDATED) and new is not None:
+            self._fire(lifecycle, new, run, window=lifecycle == EVENT_UPDATED)
+        if old_run is None and run is not None and new is not None:
+            if not self._resume_carried(new.id, new, run):
+                LOGGER.debug("Dispatch %s started (%s)", new.id, run)
+                self._fire(EVENT_STARTED, new, run, window=True)
+        elif old_run is not None and run is None and old is not None:
+            LOGGER.debug("Dispatch %s stopped (%s)", old.item.id, old_run)
+            self._fire(EVENT_STOPPED, new or old.item, old_run, window=True)
+        if lifecycle == EVENT_DELETED and old is not None and new is None:
+            self._fire(EVENT_DELETED, old.item, None, window=False)
 
-    def next_start(self, dispatch_id: int | None = None) -> datetime | None:
-        """Next run start of one dispatch, or of any dispatch when id is None."""
-        now = dt_util.utcnow()
-        items = (
-            self._items.values()
-            if dispatch_id is None
-            else [item for item in [self._items.get(dispatch_id)] if item]
+    @callback
+    def _index(
+        self,
+        dispatch_id: int,
+        old: DispatchState | None,
+        new: ValidDispatch | None,
+        run: Run | None,
+        next_start: datetime | None,
+    ) -> None:
+        """Store the new state; update indexes and dirty marks in O(log N)."""
+        old_run = None if old is None else old.run
+        old_type = None if old is None else old.item.dispatch.type
+        old_counts = old is not None and old_run is not None and self._counts(old.item)
+        was_current = old is not None and old.current
+        next_before = self._next_starts.peek()
+        state: DispatchState | None
+        if new is None:
+            del self._states[dispatch_id]
+            del self._items[dispatch_id]
+            state = None
+        elif old is None:
+            state = self._states[dispatch_id] = DispatchState(new, run, next_start)
+            self._items[dispatch_id] = new
+        else:
+            self._items[dispatch_id] = new
+            state = old
+            if old.item is not new:
+                state.item, state.data, state.attributes = new, None, None
+            if old_run != run or state.next_start != next_start:
+                state.run, state.next_start, state.attributes = run, next_start, None
+        self.timeline.set(
+            dispatch_id, None if state is None else (run.end if run else next_start)
         )
-        starts = [s for item in items if (s := item.schedule.next_start(now))]
-        return min(starts, default=None)
+        self._next_starts.set(dispatch_id, next_start)
+        if (run is None) != (old_run is None):
+            if run is None:
+                self._running.discard(dispatch_id)
+            else:
+                self._running.add(dispatch_id)
+            self._dirty_summary = True
+        if self._next_starts.peek() != next_before:
+            self._dirty_summary = True
+        new_type = None if new is None else new.dispatch.type
+        new_counts = new is not None and run is not None and self._counts(new)
+        if old_type != new_type:
+            if old_type is not None:
+                self._count_type(old_type, -1)
+            if new_type is not None:
+                self._count_type(new_type, 1)
+        if (old_type, old_counts) != (new_type, new_counts):
+            if old_counts and old_type is not None:
+                self._type_running[old_type].discard(dispatch_id)
+                self._dirty_types.add(old_type)
+            if new_counts and new_type is not None:
+                self._type_running.setdefault(new_type, set()).add(dispatch_id)
+                self._dirty_types.add(new_type)
+        is_current = state is not None and state.current
+        if is_current != was_current:
+            self._presence[dispatch_id] = is_current
+        elif is_current and state is not None and state.attributes is None:
+            self._dirty_ids.add(dispatch_id)
 
-    @property
-    def malformed(self) -> dict[int, str]:
-        """Ids of dispatches we skipped, with the reason."""
-        return dict(self._malformed)
+    def _counts(self, item: ValidDispatch) -> bool:
+        """Whether a run of it turns its type's sensor on."""
+        return self._dry_run_counts or not item.dispatch.dry_run
 
-    async def async_shutdown(self) -> None:
-        """Stop everything (if `async_stop` has not yet), close the connection."""
-        await self.async_stop()
-        if self._first_stream is not None:
-            self._first_stream.cancel()
-        await super().async_shutdown()
-        await self.api.close()
+    def _count_type(self, dispatch_type: str, delta: int) -> None:
+        count = self._type_count.get(dispatch_type, 0) + delta
+        if count:
+            self._type_count[dispatch_type] = count
+        else:
+            del self._type_count[dispatch_type]
+        if dispatch_type not in self._seen_types:
+            self._seen_types.add(dispatch_type)
+            self._new_types.append(dispatch_type)
+
+    def _data(self, state: DispatchState) -> dict[str, Any]:
+        if state.data is None:
+            state.data = dispatch_data(state.item.dispatch)
+        return state.data
+
+    @callback
+    def _fire(
+        self, event_type: str, item: ValidDispatch, run: Run | None, *, window: bool
+    ) -> None:
+        state = self._states.get(item.id)
+        if state is not None and state.item is item:
+            data = self._data(state)
+        else:
+            data = dispatch_data(item.dispatch)
+        event = {
+            "config_entry_id": self._entry_id,
+            "microgrid_id": self.microgrid_id,
+            "device_id": self.device_id,
+            **data,
+        }
+        if window:
+            event.update(run_data(run))
+        self.reporter.fire(event_type, event)
+
+    # -- runs carried across a reload -------------------------------------------
+
+    def _resume_carried(self, dispatch_id: int, item: ValidDispatch, run: Run) -> bool:
+        """Whether this run was reported as started before a reload."""
+        carried = self._carried.pop(dispatch_id, None)
+        if carried is None:
+            return False
+        old_item, old_run = carried
+        if old_run.start == run.start:
+            return True
+        self._fire(EVENT_STOPPED, old_item, old_run, window=True)
+        return False
+
+    @callback
+    def _stop_carried(self) -> None:
+        """Report the end of carried runs that did not go on after the reload."""
+        carried, self._carried = self._carried, {}
+        for item, run in carried.values():
+            self._fire(EVENT_STOPPED, item, run, window=True)
+
+    # -- publishing ----------------------------------------------------------------
+
+    @callback
+    def _flush(self) -> None:
+        """Tell the entities that changed, once each; add/remove entities."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        hass, entry_id = self.hass, self._entry_id
+        if self._entity_listener is not None and (self._presence or self._new_types):
+            presence, self._presence = self._presence, {}
+            new_types, self._new_types = self._new_types, []
+            self._entity_listener(
+                [i for i, present in presence.items() if present],
+                [i for i, present in presence.items() if not present],
+                new_types,
+            )
+        dirty_ids, self._dirty_ids = self._dirty_ids, set()
+        for dispatch_id in dirty_ids:
+            async_dispatcher_send(hass, signal_dispatch(entry_id, dispatch_id))
+        dirty_types, self._dirty_types = self._dirty_types, set()
+        for dispatch_type in dirty_types:
+            async_dispatcher_send(hass, signal_type(entry_id, dispatch_type))
+        if self._dirty_summary:
+            self._dirty_summary = False
+            async_dispatcher_send(hass, signal_summary(entry_id))
+        if self._runs_changed:
+            self._runs_changed = False
+            async_dispatcher_send(hass, signal_runs_changed(entry_id))
+            if self._loaded and not self._stopped:
+                self.store.schedule_save(self._save_source)
+
+
+async def async_forget_entry(
+    hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
+) -> None:
+    """A removed entry: `stopped` for every run it reported, then no trace."""
+    store = EntryStore(hass, entry.entry_id)
+    snapshot = await store.async_load()
+    if snapshot is not None:
+        by_id = {item.id: item for item in snapshot.dispatches}
+        device = dr.async_get(hass).async_get_device(
+            identifiers={(DOMAIN, entry.entry_id)}
+        )
+        for dispatch_id, run in snapshot.runs.items():
+            item = by_id.get(dispatch_id)
+            if item is None:
+                continue
+            hass.bus.async_fire(
+                EVENT_STOPPED,
+                event_data(
+                    entry.entry_id,
+                    int(entry.data[CONF_MICROGRID_ID]),
+                    item.dispatch,
+                    run,
+                    with_window=True,
+                    device_id=None if device is None else device.id,
+                ),
+            )
+    await store.async_remove()

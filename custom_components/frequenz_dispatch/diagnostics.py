@@ -26,7 +26,6 @@ async def async_get_config_entry_diagnostics(
     if entry.state is not ConfigEntryState.LOADED:
         return {"entry": config, "state": entry.state.value}
     coordinator = entry.runtime_data
-    scheduler = coordinator.scheduler
     return {
         "entry": config,
         "connected": coordinator.connected,
@@ -34,12 +33,13 @@ async def async_get_config_entry_diagnostics(
             {
                 **dispatch_data(item.dispatch),
                 "update_time": item.dispatch.update_time.isoformat(),
-                **run_data(scheduler.run_of(dispatch_id)),
+                **run_data(coordinator.run_of(dispatch_id)),
             }
-            for dispatch_id, item in sorted(coordinator.data.items())
+            for dispatch_id, item in sorted(coordinator.dispatches().items())
         ],
         "skipped_malformed": {
             str(dispatch_id): reason
             for dispatch_id, reason in coordinator.malformed.items()
         },
+        "deleted_ids_remembered": coordinator.tombstones,
     }

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from homeassistant.components.event import EventEntity
-from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import ALL_EVENTS, DOMAIN
+from .const import ALL_EVENTS, DOMAIN, signal_event
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
@@ -28,34 +27,23 @@ async def async_setup_entry(
 
 
 class DispatchEventEntity(FrequenzDispatchEntity, EventEntity):
-    """Mirrors the bus events of this entry (created, updated, ..., stopped)."""
+    """Shows each event of this entry (created, updated, ..., stopped).
+
+    The coordinator sends them on a per-entry signal, with the same data as
+    the bus event.
+    """
 
     _attr_translation_key = "dispatch_event"
     _attr_event_types = EVENT_TYPES
+    _unrecorded_attributes = frozenset({"payload", "recurrence"})
 
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "dispatch_event")
-
-    async def async_added_to_hass(self) -> None:
-        """Listen to this entry's bus events."""
-        await super().async_added_to_hass()
-        entry_id = self.coordinator.config_entry.entry_id
-
-        @callback
-        def _mine(event_data: Mapping[str, Any]) -> bool:
-            return event_data.get("config_entry_id") == entry_id
-
-        for event_type in ALL_EVENTS:
-            self.async_on_remove(
-                self.hass.bus.async_listen(
-                    event_type, self._handle_bus_event, event_filter=_mine
-                )
-            )
+        self._signal = signal_event(coordinator.config_entry.entry_id)
 
     @callback
-    def _handle_bus_event(self, event: Event[Mapping[str, Any]]) -> None:
-        self._trigger_event(
-            str(event.event_type).removeprefix(f"{DOMAIN}_"), dict(event.data)
-        )
+    def _handle_change(self, event_type: str, data: dict[str, Any]) -> None:  # type: ignore[override]
+        """Show one event."""
+        self._trigger_event(event_type, data)
         self.async_write_ha_state()

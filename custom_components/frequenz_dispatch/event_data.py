@@ -86,11 +86,13 @@ def event_data(
     run: Run | None = None,
     *,
     with_window: bool = False,
+    device_id: str | None = None,
 ) -> dict[str, Any]:
     """The data of a `frequenz_dispatch_*` bus event."""
     data: dict[str, Any] = {
         "config_entry_id": entry_id,
         "microgrid_id": microgrid_id,
+        "device_id": device_id,
         **dispatch_data(dispatch),
     }
     if with_window:

@@ -12,6 +12,7 @@ from homeassistant.components.sensor import (
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import signal_summary
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
@@ -38,10 +39,11 @@ class NextStartSensor(FrequenzDispatchEntity, SensorEntity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "next_start")
+        self._signal = signal_summary(coordinator.config_entry.entry_id)
 
     @property
     def native_value(self) -> datetime | None:
-        """The earliest upcoming start of any dispatch."""
+        """The earliest upcoming start of any dispatch (a heap's top)."""
         return self.coordinator.next_start()
 
 
@@ -54,8 +56,9 @@ class RunningCountSensor(FrequenzDispatchEntity, SensorEntity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "running_dispatches")
+        self._signal = signal_summary(coordinator.config_entry.entry_id)
 
     @property
     def native_value(self) -> int:
         """Number of running dispatches (dry runs included)."""
-        return len(self.coordinator.scheduler.running)
+        return self.coordinator.running_count

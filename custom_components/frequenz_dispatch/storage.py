@@ -1,0 +1,168 @@
+"""Persisted state of one config entry: the dispatches last known, the runs reported.
+
+Saved with HA's `Store` (versioned JSON in `.storage/`), at most once per
+`SAVE_DELAY` after a change and once more when the entry unloads; removed with
+the entry. Each dispatch is kept as its protobuf message, base64-encoded: the
+exact form the API sent, parsed again by `api.parse_dispatch` on load. Encoding
+and decoding run in the executor, so saving 10 000 dispatches never stalls the
+event loop.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from frequenz.api.dispatch.v1 import dispatch_pb2
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.event import async_call_later
+from homeassistant.helpers.storage import Store
+from homeassistant.util import dt as dt_util
+
+from .api import MalformedDispatch, ValidDispatch, parse_dispatch
+from .const import DOMAIN, LOGGER
+from .schedule import Run
+
+STORAGE_VERSION = 1
+SAVE_DELAY = 10.0
+"""Seconds between a change and its save: what a crash (not a restart) can lose."""
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What an entry knew when it was last saved."""
+
+    dispatches: list[ValidDispatch]
+    runs: dict[int, Run]
+    """Runs reported as started and not yet as stopped, by dispatch id."""
+    saved_at: datetime | None = None
+
+
+type SnapshotSource = Callable[[], tuple[list[ValidDispatch], Mapping[int, Run]]]
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _encode(dispatches: list[ValidDispatch], runs: Mapping[int, Run]) -> dict[str, Any]:
+    """The JSON form (runs in the executor: dispatches are immutable)."""
+    return {
+        "saved_at": dt_util.utcnow().isoformat(),
+        "dispatches": [
+            base64.b64encode(
+                _with_version(item).SerializeToString(deterministic=True)
+            ).decode("ascii")
+            for item in dispatches
+        ],
+        "runs": {
+            str(dispatch_id): [run.start.isoformat(), _iso(run.end)]
+            for dispatch_id, run in runs.items()
+        },
+    }
+
+
+def _with_version(item: ValidDispatch) -> dispatch_pb2.Dispatch:
+    """The protobuf of a dispatch, with the exact update time it came with."""
+    message = item.dispatch.to_protobuf()
+    seconds, nanos = divmod(item.version, 1_000_000_000)
+    message.metadata.update_time.seconds = seconds
+    message.metadata.update_time.nanos = nanos
+    return message
+
+
+def _decode(data: Mapping[str, Any]) -> Snapshot:
+    """The snapshot of the JSON form; unreadable parts are dropped."""
+    dispatches: list[ValidDispatch] = []
+    for encoded in data.get("dispatches", []):
+        try:
+            message = dispatch_pb2.Dispatch.FromString(base64.b64decode(encoded))
+        except (ValueError, TypeError, RuntimeError):
+            continue
+        parsed = parse_dispatch(message)
+        if not isinstance(parsed, MalformedDispatch):
+            dispatches.append(parsed)
+    runs: dict[int, Run] = {}
+    for key, (start, end) in dict(data.get("runs", {})).items():
+        begin = dt_util.parse_datetime(start)
+        finish = None if end is None else dt_util.parse_datetime(end)
+        if begin is not None and (end is None or finish is not None):
+            runs[int(key)] = Run(begin, finish)
+    saved = data.get("saved_at")
+    return Snapshot(
+        dispatches, runs, None if saved is None else dt_util.parse_datetime(saved)
+    )
+
+
+class EntryStore:
+    """The persisted state of one config entry."""
+
+    def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
+        """Nothing is read until `async_load`."""
+        self._hass = hass
+        self._store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}"
+        )
+        self._source: SnapshotSource | None = None
+        self._unsub_timer: CALLBACK_TYPE | None = None
+        self.saves = 0
+        """Saves so far (work counter for tests)."""
+
+    async def async_load(self) -> Snapshot | None:
+        """The last saved snapshot, None if there is none."""
+        data = await self._store.async_load()
+        if not data:
+            return None
+        return await self._hass.async_add_executor_job(_decode, data)
+
+    @callback
+    def schedule_save(self, source: SnapshotSource) -> None:
+        """Save `SAVE_DELAY` seconds from now (once, however many changes come)."""
+        self._source = source
+        if self._unsub_timer is None:
+            self._unsub_timer = async_call_later(
+                self._hass, SAVE_DELAY, self._save_later
+            )
+
+    @callback
+    def _save_later(self, _now: datetime) -> None:
+        self._unsub_timer = None
+        self._hass.async_create_background_task(
+            self.async_save_now(), f"{DOMAIN} save", eager_start=True
+        )
+
+    async def async_save_now(self, source: SnapshotSource | None = None) -> None:
+        """Save now (cancelling a delayed save)."""
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+            self._unsub_timer = None
+        source = source or self._source
+        if source is None:
+            return
+        self._source = None
+        dispatches, runs = source()  # references only: cheap on the loop
+        self.saves += 1
+        try:
+            data = await self._hass.async_add_executor_job(
+                _encode, dispatches, dict(runs)
+            )
+            await self._store.async_save(data)
+        except Exception:
+            # Losing a save must not break the entry (or its unload).
+            LOGGER.exception("Cannot save the dispatches of %s", self._store.key)
+
+    @callback
+    def cancel(self) -> None:
+        """Drop a pending delayed save."""
+        if self._unsub_timer is not None:
+            self._unsub_timer()
+            self._unsub_timer = None
+        self._source = None
+
+    async def async_remove(self) -> None:
+        """Delete the stored file."""
+        self.cancel()
+        await self._store.async_remove()

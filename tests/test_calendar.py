@@ -1,0 +1,277 @@
+"""The calendar entity, through HA's calendar services, state and trigger."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
+
+from custom_components.frequenz_dispatch.calendar import MAX_EVENTS_PER_QUERY
+from dispatch_sim.server import DispatchSimulator
+
+from .common import create_dispatch, go_to, setup_and_follow, wait_for
+
+CALENDAR = "calendar.microgrid_42_dispatches"
+
+
+async def _events(
+    hass: HomeAssistant, start: datetime, end: datetime
+) -> list[dict[str, Any]]:
+    response = await hass.services.async_call(
+        "calendar",
+        "get_events",
+        {
+            "entity_id": CALENDAR,
+            "start_date_time": start.isoformat(),
+            "end_date_time": end.isoformat(),
+        },
+        blocking=True,
+        return_response=True,
+    )
+    assert response is not None
+    calendar: Any = response[CALENDAR]
+    events: list[dict[str, Any]] = calendar["events"]
+    return events
+
+
+def _utc(value: str) -> datetime:
+    parsed = dt_util.parse_datetime(value)
+    assert parsed is not None
+    return dt_util.as_utc(parsed)
+
+
+async def test_every_run_is_an_event(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    await hass.config.async_set_time_zone("Europe/Berlin")
+    charge = create_dispatch(
+        dispatch_server,
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=15),
+        target=["BATTERY"],
+        payload={"power_w": 5000},
+    )
+    create_dispatch(
+        dispatch_server,
+        type="FCR_PREQUALIFICATION",
+        start_time=t0 + timedelta(hours=2),
+        duration=timedelta(minutes=10),
+        recurrence=RecurrenceRule(
+            frequency=Frequency.HOURLY, interval=4, end_criteria=EndCriteria(count=3)
+        ),
+    )
+    create_dispatch(
+        dispatch_server,
+        type="MY_TEST",
+        start_time=t0 + timedelta(hours=3),
+        duration=None,
+        dry_run=True,
+    )
+    create_dispatch(
+        dispatch_server,
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=15),
+        active=False,
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+
+    events = await _events(hass, t0, t0 + timedelta(days=1))
+    assert [(e["summary"], _utc(e["start"]), _utc(e["end"])) for e in events] == [
+        (
+            "Battery charge",
+            t0 + timedelta(hours=1),
+            t0 + timedelta(hours=1, minutes=15),
+        ),
+        (
+            "FCR prequalification",
+            t0 + timedelta(hours=2),
+            t0 + timedelta(hours=2, minutes=10),
+        ),
+        (
+            "My test (dry run)",
+            t0 + timedelta(hours=3),
+            t0 + timedelta(days=365, hours=3),
+        ),
+        (
+            "FCR prequalification",
+            t0 + timedelta(hours=6),
+            t0 + timedelta(hours=6, minutes=10),
+        ),
+        (
+            "FCR prequalification",
+            t0 + timedelta(hours=10),
+            t0 + timedelta(hours=10, minutes=10),
+        ),
+    ]
+    # Times are given in HA's time zone.
+    assert events[0]["start"] == dt_util.as_local(t0 + timedelta(hours=1)).isoformat()
+    assert events[0]["description"] == (
+        'Type: BATTERY_CHARGE\nTarget: BATTERY\nPayload: {"power_w": 5000}\n'
+        f"Dispatch ID: {charge}"
+    )
+    # A range that only meets the middle of a run still shows it.
+    later = await _events(
+        hass, t0 + timedelta(hours=2, minutes=5), t0 + timedelta(hours=2, minutes=6)
+    )
+    assert [e["summary"] for e in later] == ["FCR prequalification"]
+
+
+async def test_state_follows_the_runs(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    create_dispatch(
+        dispatch_server,
+        start_time=t0 + timedelta(minutes=10),
+        duration=timedelta(minutes=5),
+    )
+    create_dispatch(
+        dispatch_server,
+        type="PV_CURTAILMENT",
+        start_time=t0 + timedelta(minutes=12),
+        duration=timedelta(minutes=10),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.state == "off"
+    assert state.attributes["message"] == "Battery charge"
+
+    await go_to(hass, freezer, t0 + timedelta(minutes=10))
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.state == "on"
+    assert state.attributes["message"] == "Battery charge"
+
+    # The charge ends while the curtailment goes on: still on.
+    await go_to(hass, freezer, t0 + timedelta(minutes=15))
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.state == "on"
+    assert state.attributes["message"] == "PV curtailment"
+
+    await go_to(hass, freezer, t0 + timedelta(minutes=22))
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.state == "off"
+    assert "message" not in state.attributes
+
+    # A new dispatch shows up at once, without waiting for a timer.
+    create_dispatch(
+        dispatch_server,
+        type="EV_CHARGING_LIMIT",
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=5),
+    )
+    await wait_for(
+        hass,
+        lambda: (
+            (s := hass.states.get(CALENDAR)) is not None
+            and s.attributes.get("message") == "EV charging limit"
+        ),
+        "next event",
+    )
+
+
+async def test_a_year_of_a_minutely_dispatch_is_capped(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    create_dispatch(
+        dispatch_server,
+        start_time=t0,
+        duration=timedelta(seconds=30),
+        recurrence=RecurrenceRule(frequency=Frequency.MINUTELY, interval=1),
+    )
+    create_dispatch(
+        dispatch_server,
+        type="PV_CURTAILMENT",
+        start_time=t0 + timedelta(minutes=3, seconds=10),
+        duration=timedelta(seconds=10),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    events = await _events(hass, t0, t0 + timedelta(days=365))
+    assert len(events) == MAX_EVENTS_PER_QUERY
+    starts = [_utc(e["start"]) for e in events]
+    assert starts == sorted(starts)
+    # The earliest runs of the range, of every dispatch.
+    assert starts[:5] == [
+        t0,
+        t0 + timedelta(minutes=1),
+        t0 + timedelta(minutes=2),
+        t0 + timedelta(minutes=3),
+        t0 + timedelta(minutes=3, seconds=10),
+    ]
+    assert starts[-1] == t0 + timedelta(minutes=MAX_EVENTS_PER_QUERY - 2)
+
+
+async def test_calendar_trigger_with_an_offset(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    create_dispatch(
+        dispatch_server,
+        start_time=t0 + timedelta(minutes=40),
+        duration=timedelta(minutes=15),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    fired: list[dict[str, Any]] = []
+
+    @callback
+    def _seen(event: Event) -> None:
+        fired.append(dict(event.data))
+
+    hass.bus.async_listen("before_charge", _seen)
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": {
+                "triggers": [
+                    {
+                        "trigger": "calendar",
+                        "event": "start",
+                        "entity_id": CALENDAR,
+                        "offset": "-00:15:00",
+                    }
+                ],
+                "actions": [
+                    {
+                        "event": "before_charge",
+                        "event_data": {
+                            "summary": "{{ trigger.calendar_event.summary }}"
+                        },
+                    }
+                ],
+            }
+        },
+    )
+    await hass.async_block_till_done()
+
+    for minutes in range(1, 25):
+        await go_to(hass, freezer, t0 + timedelta(minutes=minutes))
+    assert fired == []
+    await go_to(hass, freezer, t0 + timedelta(minutes=25))
+    # The trigger refreshes its events in a background task.
+    await wait_for(hass, lambda: bool(fired), "calendar trigger")
+    assert fired == [{"summary": "Battery charge"}]
+    # Detach the trigger (its 15-minute refresh timer) before HA stops.
+    await hass.services.async_call(
+        "automation", "turn_off", {"entity_id": "all"}, blocking=True
+    )

@@ -1,0 +1,266 @@
+"""Persisted state: reloads, restarts and outages never miss or repeat a run."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.util import dt as dt_util
+
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
+from custom_components.frequenz_dispatch.storage import SAVE_DELAY
+from dispatch_sim.server import DispatchSimulator
+
+from .common import (
+    MICROGRID_ID,
+    create_dispatch as _create,
+    go_to as _go_to,
+    settle,
+    setup_and_follow as _setup,
+    wait_for,
+)
+from .conftest import DOMAIN
+
+MINUTE = timedelta(minutes=1)
+
+
+def _state(hass: HomeAssistant, entry_id: str, key: str) -> str | None:
+    registry = er.async_get(hass)
+    platform = (
+        "sensor" if key in ("next_start", "running_dispatches") else ("binary_sensor")
+    )
+    entity_id = registry.async_get_entity_id(platform, DOMAIN, f"{entry_id}_{key}")
+    if entity_id is None:
+        return None
+    state = hass.states.get(entity_id)
+    return None if state is None else state.state
+
+
+def _connected(coordinator: FrequenzDispatchCoordinator) -> bool:
+    return coordinator.connected
+
+
+async def _reload(hass: HomeAssistant, entry_id: str) -> None:
+    assert await hass.config_entries.async_unload(entry_id)
+    await hass.async_block_till_done()
+
+
+async def _load(hass: HomeAssistant, entry_id: str) -> FrequenzDispatchCoordinator:
+    assert await hass.config_entries.async_setup(entry_id)
+    await hass.async_block_till_done()
+    entry = hass.config_entries.async_get_entry(entry_id)
+    assert entry is not None
+    assert entry.state is ConfigEntryState.LOADED
+    coordinator: FrequenzDispatchCoordinator = entry.runtime_data
+    return coordinator
+
+
+async def test_setup_from_the_cache_while_the_api_is_unreachable(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    later = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    await dispatch_server.stop()
+    coordinator = await _load(hass, entry_id)
+    # Entities with their states, the connection sensor off; nothing repeated.
+    assert not coordinator.connected
+    assert _state(hass, entry_id, "api_connection") == STATE_OFF
+    assert _state(hass, entry_id, f"dispatch_{running}") == STATE_ON
+    assert _state(hass, entry_id, f"dispatch_{later}") == STATE_OFF
+    assert _state(hass, entry_id, "running_dispatches") == "1"
+    assert recorder.kinds() == ["started"]
+    # The timer is armed: the run starts on time during the outage.
+    await _go_to(hass, freezer, t0 + 5 * MINUTE)
+    assert recorder.kinds(later) == ["started"]
+    assert _state(hass, entry_id, f"dispatch_{later}") == STATE_ON
+    # Back online: the listing is reconciled against the cache.
+    added = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
+    await dispatch_server.start()
+    for _ in range(30):
+        await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=10))
+        if _connected(coordinator):
+            break
+        await settle(hass, 0.1)
+    await wait_for(hass, lambda: recorder.kinds(added) == ["created"], "created")
+    assert _state(hass, entry_id, "api_connection") == STATE_ON
+    assert recorder.kinds(running) == ["started"]
+
+
+async def test_changes_during_a_reload_are_announced(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    changed = _create(
+        dispatch_server,
+        start_time=t0 - MINUTE,
+        duration=30 * MINUTE,
+        payload={"power_w": 5000},
+    )
+    gone = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    freezer.tick(1)
+    dispatch_server.update(MICROGRID_ID, changed, payload={"power_w": 1000})
+    dispatch_server.delete(MICROGRID_ID, gone)
+    added = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    await _load(hass, entry_id)
+    assert recorder.kinds(changed) == ["started", "updated"]
+    assert recorder.of("updated")[0]["payload"] == {"power_w": 1000}
+    assert recorder.kinds(gone) == ["deleted"]
+    assert recorder.kinds(added) == ["created"]
+
+
+async def test_a_run_that_ended_while_unloaded_stops_from_the_cache(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    short = _create(dispatch_server, start_time=t0 - MINUTE, duration=5 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    await dispatch_server.stop()
+    freezer.move_to(t0 + 10 * MINUTE)
+    await _load(hass, entry_id)
+    assert recorder.kinds(short) == ["started", "stopped"]
+    stopped = recorder.of("stopped")[0]
+    assert stopped["window_end"] == (t0 + 4 * MINUTE).isoformat()
+    # Its sensor is gone: the dispatch has nothing to come.
+    assert _state(hass, entry_id, f"dispatch_{short}") is None
+
+
+async def test_removing_the_entry_mid_run_stops_the_run(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    assert await hass.config_entries.async_remove(coordinator.config_entry.entry_id)
+    await hass.async_block_till_done()
+    assert recorder.kinds(running) == ["started", "stopped"]
+
+
+async def test_saves_are_delayed_and_coalesced(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    saves = coordinator.store.saves
+    for n in range(5):
+        _create(dispatch_server, start_time=t0 + (n + 5) * MINUTE, duration=MINUTE)
+    await wait_for(hass, recorder.count_is(5), "created")
+    assert coordinator.store.saves == saves
+    await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY))
+    await settle(hass, 0.1)
+    assert coordinator.store.saves == saves + 1
+
+
+async def test_a_long_outage_raises_a_repair_issue_that_clears_itself(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    issue_id = f"api_unreachable_{coordinator.config_entry.entry_id}"
+    issues = ir.async_get(hass)
+    await dispatch_server.stop()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    await _go_to(hass, freezer, t0 + timedelta(hours=5, minutes=59))
+    assert issues.async_get_issue(DOMAIN, issue_id) is None
+    await _go_to(hass, freezer, t0 + timedelta(hours=6, minutes=1))
+    issue = issues.async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_key == "api_unreachable"
+    await dispatch_server.start()
+    now = t0 + timedelta(hours=6, minutes=1)
+    for _ in range(30):
+        now += timedelta(seconds=10)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+        if _connected(coordinator):
+            break
+    await wait_for(
+        hass, lambda: issues.async_get_issue(DOMAIN, issue_id) is None, "cleared"
+    )
+
+
+async def test_setup_with_an_auth_error_runs_from_the_cache_and_asks_for_a_key(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    dispatch_server.api_key = "rotated"
+    coordinator = await _load(hass, entry_id)
+    assert _state(hass, entry_id, f"dispatch_{running}") == STATE_ON
+    assert not coordinator.connected
+    flows = hass.config_entries.flow.async_progress()
+    assert [flow["context"]["source"] for flow in flows] == ["reauth"]
+    assert recorder.kinds() == ["started"]
+
+
+async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """An oversized stream message: the stream recovers by re-listing."""
+    held = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    issue_id = f"dispatch_unlistable_{coordinator.config_entry.entry_id}"
+    (raw,) = dispatch_server.raw_dispatches(MICROGRID_ID)
+    raw.data.payload.update({"blob": "x" * (17 * 1024 * 1024)})
+    raw.metadata.update_time.FromDatetime((t0 + MINUTE).replace(tzinfo=None))
+    dispatch_server.insert_raw(MICROGRID_ID, raw)
+    now = t0
+    for _ in range(30):
+        now += timedelta(seconds=5)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.05)
+        if ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None:
+            break
+    issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders == {
+        "microgrid_id": str(MICROGRID_ID),
+        "ids": str(held),
+        "unnamed": "0",
+    }
+    # Its content is unknown: it stops, like any unreadable version.
+    assert held not in coordinator.data
+    assert recorder.kinds(held) == ["started", "stopped"]
+    # A normal dispatch still arrives on the recovered stream.
+    later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
+    await wait_for(hass, lambda: later in coordinator.data, "stream recovered")
