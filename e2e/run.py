@@ -4,13 +4,19 @@ Run through ``scripts/e2e`` (which installs Chromium and Playwright first). Star
 ``scripts/develop`` (simulator + Home Assistant) on free ports with a fresh config
 directory, then drives Debian's Chromium with Playwright like a person would:
 
-1. onboarding: create the owner user in the form;
-2. Settings -> Devices & services -> Add integration -> "Frequenz Dispatch",
+1. onboarding: create the owner user in the form; no repair issue is raised;
+2. save an automation on ``frequenz_dispatch_started`` as the automation
+   editor does (it loads only if configuration.yaml includes automations.yaml);
+3. Settings -> Devices & services -> Add integration -> "Frequenz Dispatch",
    fill in the simulator's URL, API key and microgrid id, submit, see the
-   "Device created" dialog;
-3. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
-   with the upstream client, open its binary sensor from the device page and
-   wait until the dialog shows "Running".
+   "Name and assign" dialog for the new device;
+4. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
+   with the upstream client, open its binary sensor from the device page,
+   wait until the dialog shows "Running" and the automation has fired; still
+   no repair issue.
+
+Written for the Home Assistant 2026.11 frontend (required fields' labels end
+in ``*``, the new device's page opens after the flow).
 
 Screenshots, the develop/HA logs and HA's config directory go to artifacts/e2e/.
 Exit code: 0 passed, 1 failed, 77 skipped (no browser).
