@@ -4,13 +4,19 @@ Run through ``scripts/e2e`` (which installs Chromium and Playwright first). Star
 ``scripts/develop`` (simulator + Home Assistant) on free ports with a fresh config
 directory, then drives Debian's Chromium with Playwright like a person would:
 
-1. onboarding: create the owner user in the form;
-2. Settings -> Devices & services -> Add integration -> "Frequenz Dispatch",
+1. onboarding: create the owner user in the form; no repair issue is raised;
+2. save an automation on ``frequenz_dispatch_started`` as the automation
+   editor does (it loads only if configuration.yaml includes automations.yaml);
+3. Settings -> Devices & services -> Add integration -> "Frequenz Dispatch",
    fill in the simulator's URL, API key and microgrid id, submit, see the
-   "Device created" dialog;
-3. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
-   with the upstream client, open its binary sensor from the device page and
-   wait until the dialog shows "Running".
+   "Name and assign" dialog for the new device;
+4. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
+   with the upstream client, open its binary sensor from the device page,
+   wait until the dialog shows "Running" and the automation has fired; still
+   no repair issue.
+
+Written for the Home Assistant 2026.11 frontend (required fields' labels end
+in ``*``, the new device's page opens after the flow).
 
 Screenshots, the develop/HA logs and HA's config directory go to artifacts/e2e/.
 Exit code: 0 passed, 1 failed, 77 skipped (no browser).
@@ -42,7 +48,13 @@ from frequenz.client.common.microgrid.electrical_components import (
 )
 from frequenz.client.dispatch import DispatchApiClient
 from frequenz.client.dispatch.types import TargetCategories
-from playwright.sync_api import Page, expect, sync_playwright
+from playwright.sync_api import (
+    Locator,
+    Page,
+    TimeoutError as PlaywrightTimeoutError,
+    expect,
+    sync_playwright,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -177,14 +189,23 @@ def shot(page: Page, name: str, clock: Stopwatch) -> None:
     clock.step(f"screenshot {ARTIFACTS.relative_to(ROOT) / name}")
 
 
+def field(page: Page, label: str) -> Locator:
+    """The form field with this label (HA 2026.11 marks required ones with ``*``)."""
+    name = re.compile(rf"^{re.escape(label)}\s*\*?$")
+    return page.get_by_role("textbox", name=name).or_(
+        page.get_by_role("spinbutton", name=name)
+    )
+
+
 def fill_form(page: Page, values: dict[str, str]) -> None:
     """Fill the fields with these labels, and check that each holds its value."""
+    for label in values:
+        expect(field(page, label)).to_be_editable()
     for _ in range(3):
         for label, value in values.items():
-            page.get_by_label(label, exact=True).fill(value)
+            field(page, label).fill(value)
         if all(
-            page.get_by_label(label, exact=True).input_value() == value
-            for label, value in values.items()
+            field(page, label).input_value() == value for label, value in values.items()
         ):
             return
     raise AssertionError(f"could not fill the form fields {list(values)}")
@@ -196,9 +217,7 @@ def onboard(page: Page, base_url: str, clock: Stopwatch) -> None:
     page.wait_for_url("**/onboarding.html*")
     page.get_by_role("button", name="Create my smart home").click()
     name, username, password = OWNER
-    # The form focuses "Name" itself once rendered; typing before that can
-    # land in the wrong field, so wait for it and check what was filled.
-    expect(page.get_by_label("Name", exact=True)).to_be_focused()
+    # fill_form waits for the fields and checks what each one holds.
     fill_form(
         page,
         {
@@ -226,7 +245,7 @@ def add_integration(page: Page, sim_url: str, clock: Stopwatch) -> None:
     page.get_by_text("Devices & services", exact=True).click()
     page.wait_for_url("**/config/integrations/dashboard")
     page.get_by_role("button", name="Add integration").click()
-    page.get_by_label("Search for a brand name").fill("Frequenz Dispatch")
+    page.get_by_placeholder("Search for a brand name").fill("Frequenz Dispatch")
     page.get_by_text("Frequenz Dispatch", exact=True).click()
     expect(
         page.get_by_text("Connect to the Frequenz Dispatch API").first
@@ -241,24 +260,105 @@ def add_integration(page: Page, sim_url: str, clock: Stopwatch) -> None:
     )
     shot(page, "02-config-flow-form.png", clock)
     page.get_by_role("button", name="Submit").click()
-    success = page.get_by_role(
-        "alertdialog", name=re.compile(r"^(Device created|Success!?)$")
-    )
-    expect(success).to_be_visible()
-    expect(page.get_by_label("Device name")).to_have_value(f"Microgrid {MICROGRID_ID}")
+    # HA 2026.11: a "Name and assign" dialog for the new device.
+    expect(page.get_by_text("Name and assign", exact=True)).to_be_visible()
+    device_name = page.get_by_role("textbox", name="Device name")
+    expect(device_name).to_have_value(f"Microgrid {MICROGRID_ID}")
     shot(page, "03-config-flow-success.png", clock)
     page.get_by_role("button", name=re.compile(r"^(Skip and finish|Finish)$")).click()
     clock.step("config entry created")
+
+
+AUTOMATION_ID = "e2e_dispatch_started"
+AUTOMATION_ENTITY = "automation.e2e_dispatch_started"
+
+
+def save_automation(page: Page, clock: Stopwatch) -> None:
+    """Save an automation on frequenz_dispatch_started as the UI's editor does.
+
+    The editor's Save posts to the config API, which writes automations.yaml
+    and reloads; the automation only exists if configuration.yaml includes it.
+    """
+    page.evaluate(
+        """async (id) => {
+            const hass = document.querySelector("home-assistant").hass;
+            await hass.callApi("POST", `config/automation/config/${id}`, {
+                alias: "E2E dispatch started",
+                description: "Saved by e2e/run.py like the automation editor",
+                triggers: [{
+                    trigger: "event",
+                    event_type: "frequenz_dispatch_started",
+                    event_data: {type: "BATTERY_CHARGE"},
+                }],
+                conditions: [],
+                actions: [{
+                    action: "persistent_notification.create",
+                    data: {
+                        title: "Dispatch started",
+                        message: "{{ trigger.event.data.dispatch_id }}",
+                    },
+                }],
+                mode: "queued",
+            });
+        }""",
+        AUTOMATION_ID,
+    )
+    page.wait_for_function(
+        "(e) => document.querySelector('home-assistant').hass.states[e]?.state"
+        " === 'on'",
+        arg=AUTOMATION_ENTITY,
+    )
+    clock.step(f"saved an automation in the UI's way: {AUTOMATION_ENTITY} is on")
+
+
+def automation_fired_for(page: Page, dispatch_id: int) -> bool:
+    """Whether the automation created the notification for this dispatch."""
+    return bool(
+        page.evaluate(
+            """async (id) => {
+                const hass = document.querySelector("home-assistant").hass;
+                const result = await hass.callWS({
+                    type: "persistent_notification/get"
+                });
+                return result.some((n) => n.message === String(id));
+            }""",
+            dispatch_id,
+        )
+    )
+
+
+def check_no_repairs(page: Page, clock: Stopwatch) -> None:
+    """The dev configuration raises no repair issue."""
+    issues = page.evaluate(
+        """async () => {
+            const hass = document.querySelector("home-assistant").hass;
+            return (await hass.callWS({type: "repairs/list_issues"})).issues;
+        }"""
+    )
+    active = [
+        i for i in issues if not i.get("ignored") and not i.get("dismissed_version")
+    ]
+    if active:
+        raise AssertionError(f"repair issues raised: {active}")
+    clock.step("no repair issues")
 
 
 def watch_dispatch(
     page: Page, dispatch_id: int, start: datetime, clock: Stopwatch
 ) -> None:
     """Open the dispatch's binary sensor from the device page; wait for Running."""
-    page.get_by_role("tab", name="Devices").click()
-    page.wait_for_url("**/config/devices/dashboard*")
-    page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first.click()
-    page.wait_for_url("**/config/devices/device/*")
+    # HA 2026.11 opens the new device's page after "Skip and finish"; older
+    # frontends stay on the integrations dashboard.
+    device_page = re.compile(r"/config/devices/device/[^/]+$")
+    with contextlib.suppress(PlaywrightTimeoutError):
+        page.wait_for_url(device_page, timeout=5_000)
+    if not device_page.search(page.url):
+        page.get_by_role("link", name="Devices", exact=True).click()
+        page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first.click()
+        page.wait_for_url(device_page)
+    expect(
+        page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first
+    ).to_be_visible()
     entity_name = f"Dispatch {dispatch_id} (BATTERY_CHARGE)"
     # The row's text may or may not start with the device name.
     page.get_by_text(re.compile(rf"{re.escape(entity_name)}\s*$")).first.click()
@@ -280,6 +380,17 @@ def watch_dispatch(
     clock.step(f"{entity_name!r} shows Running ({late:.1f}s after its start time)")
     page.wait_for_timeout(1500)  # let the history bar catch up
     shot(page, "05-sensor-running.png", clock)
+    page.keyboard.press("Escape")
+    wait_until(
+        "the UI-saved automation to fire for the dispatch",
+        lambda: automation_fired_for(page, dispatch_id),
+        timeout=30,
+    )
+    page.goto(page.url.split("/config/")[0] + "/config/automation/dashboard")
+    expect(page.get_by_text("E2E dispatch started", exact=True).first).to_be_visible()
+    page.wait_for_timeout(1000)
+    shot(page, "06-automation-fired.png", clock)
+    clock.step("the UI-saved automation fired on frequenz_dispatch_started")
 
 
 def main() -> int:
@@ -331,12 +442,15 @@ def main() -> int:
             page = context.new_page()
             try:
                 onboard(page, base_url, clock)
+                check_no_repairs(page, clock)
+                save_automation(page, clock)
                 add_integration(page, sim_url, clock)
                 dispatch_id, start = create_dispatch(
                     sim_url, datetime.now(UTC) + DISPATCH_LEAD
                 )
                 clock.step(f"created dispatch {dispatch_id}, starting {start:%H:%M:%S}")
                 watch_dispatch(page, dispatch_id, start, clock)
+                check_no_repairs(page, clock)
             except Exception:
                 with contextlib.suppress(Exception):
                     shot(page, "failure.png", clock)
