@@ -20,6 +20,9 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+
+# HA 2026.x types schemas as probatio schemas (absent in HA 2025.6); voluptuous
+# ones work at runtime, hence the `type: ignore[arg-type,unused-ignore]` below.
 import voluptuous as vol
 
 from .api import (
@@ -208,7 +211,7 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
                 errors = self._refused(err)
         return self._form(
             "user",
-            self.add_suggested_values_to_schema(USER_SCHEMA, user_input),
+            self.add_suggested_values_to_schema(USER_SCHEMA, user_input),  # type: ignore[arg-type,unused-ignore]
             errors,
         )
 
@@ -276,7 +279,7 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         return self._form(
             "reconfigure",
             self.add_suggested_values_to_schema(
-                schema,
+                schema,  # type: ignore[arg-type,unused-ignore]
                 {
                     CONF_SERVER_URL: entry.data[CONF_SERVER_URL],
                     CONF_MICROGRID_ID: entry.data[CONF_MICROGRID_ID],
@@ -298,7 +301,7 @@ class FrequenzDispatchOptionsFlow(OptionsFlow):
             return self.async_create_entry(data=user_input)
         return self.async_show_form(
             step_id="init",
-            data_schema=vol.Schema(
+            data_schema=vol.Schema(  # type: ignore[arg-type,unused-ignore]
                 {
                     vol.Required(
                         CONF_DRY_RUN_COUNTS,

@@ -27,6 +27,9 @@ from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 from homeassistant.util import dt as dt_util
 from homeassistant.util.json import JsonValueType
+
+# HA 2026.x types schemas as probatio schemas (absent in HA 2025.6); voluptuous
+# ones work at runtime, hence the `type: ignore[arg-type,unused-ignore]` below.
 import voluptuous as vol
 
 from .api import (
@@ -141,20 +144,26 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_CREATE,
         _async_create,
-        schema=CREATE_SCHEMA,
+        schema=CREATE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
         supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
-        DOMAIN, SERVICE_UPDATE, _async_update, schema=UPDATE_SCHEMA
+        DOMAIN,
+        SERVICE_UPDATE,
+        _async_update,
+        schema=UPDATE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
     )
     hass.services.async_register(
-        DOMAIN, SERVICE_DELETE, _async_delete, schema=DELETE_SCHEMA
+        DOMAIN,
+        SERVICE_DELETE,
+        _async_delete,
+        schema=DELETE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
     )
     hass.services.async_register(
         DOMAIN,
         SERVICE_LIST,
         _async_list,
-        schema=LIST_SCHEMA,
+        schema=LIST_SCHEMA,  # type: ignore[arg-type,unused-ignore]
         supports_response=SupportsResponse.ONLY,
     )
 
