@@ -51,7 +51,6 @@ from frequenz.client.dispatch.types import TargetCategories
 from playwright.sync_api import (
     Locator,
     Page,
-    TimeoutError as PlaywrightTimeoutError,
     expect,
     sync_playwright,
 )
@@ -311,18 +310,18 @@ def save_automation(page: Page, clock: Stopwatch) -> None:
     clock.step(f"saved an automation in the UI's way: {AUTOMATION_ENTITY} is on")
 
 
-def automation_fired_for(page: Page, dispatch_id: int) -> bool:
-    """Whether the automation created the notification for this dispatch."""
+def automation_fired_for(page: Page, message: str) -> bool:
+    """Whether an automation created a notification with this message."""
     return bool(
         page.evaluate(
-            """async (id) => {
+            """async (message) => {
                 const hass = document.querySelector("home-assistant").hass;
                 const result = await hass.callWS({
                     type: "persistent_notification/get"
                 });
-                return result.some((n) => n.message === String(id));
+                return result.some((n) => n.message === message);
             }""",
-            dispatch_id,
+            message,
         )
     )
 
@@ -343,27 +342,306 @@ def check_no_repairs(page: Page, clock: Stopwatch) -> None:
     clock.step("no repair issues")
 
 
+UI_AUTOMATION = "E2E UI device trigger"
+UI_MESSAGE = "UI device trigger"
+"""The notification the editor-made automation creates: this, then the id."""
+
+
+def make_ui_automation(page: Page, base_url: str, clock: Stopwatch) -> str:
+    """Build an automation from the device trigger in the automation editor.
+
+    When: Device -> "Microgrid <id>" -> "A dispatch started", type Battery
+    charge; then: a persistent notification. Saved through the editor's Save
+    dialog.
+
+    Returns:
+        The microgrid's device id (from the saved trigger).
+
+    """
+    page.goto(f"{base_url}/config/automation/edit/new")
+    page.get_by_role("button", name=re.compile(r"^Add trigger")).first.click()
+    page.get_by_placeholder("Search").fill("Device")
+    page.get_by_text("Triggers when something happens to a device").click()
+    page.get_by_text("Select a device", exact=True).click()
+    page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).last.click()
+    # The trigger list (strings.json: device_automation.trigger_type).
+    page.get_by_text(re.compile(r"^(A dispatch started|No triggers)$")).last.click()
+    page.get_by_role("option", name="A dispatch started", exact=True).click()
+    page.get_by_text("Dispatch type (empty: any type)").click()
+    page.get_by_role("option", name="Battery charge (BATTERY_CHARGE)").click()
+    expect(page.get_by_text("BATTERY_CHARGE", exact=True).first).to_be_visible()
+    page.wait_for_timeout(500)
+    shot(page, "04-automation-editor-device-trigger.png", clock)
+    page.get_by_role("button", name=re.compile(r"^Add action")).first.click()
+    page.get_by_placeholder("Search").fill("persistent notification")
+    page.get_by_text(
+        "Shows a persistent notification on the notifications panel"
+    ).click()
+    message = page.locator(
+        "ha-settings-row", has_text="Message body of the notification"
+    )
+    message.get_by_role("textbox").fill(
+        f"{UI_MESSAGE} {{{{ trigger.event.data.dispatch_id }}}}"
+    )
+    page.get_by_role("button", name="Save", exact=True).first.click()
+    field(page, "Name").fill(UI_AUTOMATION)
+    page.locator("ha-dialog-automation-save").get_by_role(
+        "button", name="Save", exact=True
+    ).click()
+    page.wait_for_url(re.compile(r"/config/automation/edit/(?!new$)[^/]+$"))
+    automation_id = page.url.rsplit("/", 1)[1]
+    saved = page.evaluate(
+        """async (id) => {
+            const hass = document.querySelector("home-assistant").hass;
+            return await hass.callApi("GET", `config/automation/config/${id}`);
+        }""",
+        automation_id,
+    )
+    trigger = saved["triggers"][0]
+    expected = {
+        "trigger": "device",
+        "domain": "frequenz_dispatch",
+        "type": "started",
+        "dispatch_type": "BATTERY_CHARGE",
+    }
+    if {k: trigger.get(k) for k in expected} != expected:
+        raise AssertionError(f"the editor saved another trigger: {trigger}")
+    clock.step(f"saved {UI_AUTOMATION!r} from the editor: {trigger}")
+    return str(trigger["device_id"])
+
+
+def check_related(page: Page, base_url: str, device_id: str, clock: Stopwatch) -> None:
+    """The device page's Related card lists the editor-made automation."""
+    page.goto(f"{base_url}/config/devices/device/{device_id}")
+    related = page.locator("ha-card", has_text="Related")
+    expect(related.get_by_text(UI_AUTOMATION, exact=True)).to_be_visible()
+    page.wait_for_timeout(1000)
+    shot(page, "08-device-related-automation.png", clock)
+    clock.step(f"the device's Related card lists {UI_AUTOMATION!r}")
+
+
+def check_calendar(
+    page: Page, base_url: str, dispatch_id: int, clock: Stopwatch
+) -> None:
+    """The Calendar panel shows the run as "Battery charge"."""
+    page.goto(f"{base_url}/calendar")
+    expect(
+        page.get_by_text(f"Microgrid {MICROGRID_ID} Dispatches", exact=True)
+    ).to_be_visible()
+    page.get_by_role("button", name="List (7 days)").click()
+    events = page.get_by_text("Battery charge", exact=True)
+    expect(events.first).to_be_visible()
+    page.wait_for_timeout(500)
+    shot(page, "09-calendar-list.png", clock)
+    # The seed has a Battery charge too: open each until ours shows.
+    mine = page.get_by_text(f"Dispatch ID: {dispatch_id}")
+    for index in range(events.count()):
+        events.nth(index).click()
+        with contextlib.suppress(AssertionError):
+            expect(mine).to_be_visible(timeout=3_000)
+            break
+        page.keyboard.press("Escape")
+    else:
+        raise AssertionError(f"no calendar event of dispatch {dispatch_id}")
+    expect(page.get_by_text("Type: BATTERY_CHARGE").first).to_be_visible()
+    page.wait_for_timeout(500)
+    shot(page, "10-calendar-event.png", clock)
+    page.keyboard.press("Escape")
+    clock.step(f"the calendar shows dispatch {dispatch_id} as 'Battery charge'")
+
+
+def check_logbook(
+    page: Page, base_url: str, dispatch_id: int, clock: Stopwatch
+) -> None:
+    """The logbook reads "Battery charge (dispatch N) started, until HH:MM"."""
+    page.goto(f"{base_url}/logbook")
+    entry = (
+        page.locator("ha-logbook-entry")
+        .filter(has_text=f"Battery charge (dispatch {dispatch_id})")
+        .filter(has_text=re.compile(r"started, until \d\d:\d\d"))
+    )
+    expect(entry.first).to_be_visible()
+    icon = entry.first.locator("ha-state-icon, ha-icon, ha-svg-icon").first
+    expect(icon).to_be_visible()
+    entry.first.scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    shot(page, "11-logbook.png", clock)
+    line = " ".join(
+        entry.first.evaluate("(e) => (e.shadowRoot ?? e).textContent").split()
+    )
+    clock.step(f"logbook: {line!r}")
+
+
+def pick_action(page: Page, action: str, description: str) -> None:
+    """Developer tools -> Actions: choose this action; wait for its form."""
+    current = page.get_by_text(re.compile(r"^frequenz_dispatch\.\w+$"))
+    if current.count():
+        current.first.click()
+    else:
+        page.get_by_text("Action", exact=True).first.click()
+    page.get_by_placeholder(re.compile("Search")).fill(action.split(".")[1])
+    page.get_by_text(action, exact=True).last.click()
+    expect(page.get_by_text(description, exact=True)).to_be_visible()
+
+
+def pick_microgrid(page: Page) -> None:
+    """Choose the microgrid in the form's config entry field."""
+    row = page.locator("ha-settings-row", has_text="The Frequenz Dispatch entry")
+    row.get_by_text("Integration").first.click()
+    page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).last.click()
+    expect(row.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True)).to_be_visible()
+
+
+def type_into(box: Locator, value: str) -> None:
+    """Type into a spin button as a person does (the field reacts on change)."""
+    box.click()
+    box.press("Control+a")
+    box.press_sequentially(value)
+    box.press("Tab")
+
+
+def dispatch_ids(server_url: str) -> set[int]:
+    """The ids of the dispatches the simulator holds for the microgrid."""
+
+    async def ids() -> set[int]:
+        found: set[int] = set()
+        async with DispatchApiClient(server_url=server_url, auth_key=API_KEY) as api:
+            async for batch in api.list(MicrogridId(MICROGRID_ID)):
+                found.update(int(d.id) for d in batch)
+        return found
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ids()).result(timeout=60)
+
+
+def entity_of_dispatch(page: Page, dispatch_id: int) -> str | None:
+    """The entity HA shows for this dispatch (attribute dispatch_id), if any."""
+    return page.evaluate(
+        """(id) => {
+            const states = document.querySelector("home-assistant").hass.states;
+            return Object.keys(states).find(
+                (e) => e.startsWith("binary_sensor.")
+                    && states[e].attributes.dispatch_id === id
+            ) ?? null;
+        }""",
+        dispatch_id,
+    )
+
+
+def actions_create_and_delete(
+    page: Page, base_url: str, sim_url: str, clock: Stopwatch
+) -> None:
+    """Developer tools -> Actions: create a dispatch in the form, then delete it."""
+    page.set_viewport_size({"width": 1280, "height": 2000})
+    try:
+        page.goto(f"{base_url}/developer-tools/action")
+        pick_action(
+            page,
+            "frequenz_dispatch.create_dispatch",
+            "Creates a dispatch on the microgrid's Dispatch API and returns it.",
+        )
+        pick_microgrid(page)
+        type_row = page.locator("ha-settings-row", has_text="The dispatch type")
+        type_row.locator("ha-selector").click()
+        page.get_by_role("option", name="PEAK_SHAVING", exact=True).click()
+        # HA's time zone is UTC (config/configuration.yaml); en-US: 12-hour clock.
+        when = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0)
+        start_row = page.locator(
+            "ha-settings-row", has_text="When the (first) run starts"
+        )
+        start_row.get_by_role("textbox").click()
+        page.get_by_role("button", name=f"{when:%B} {when.day}", exact=True).click()
+        page.get_by_role("button", name="OK", exact=True).click()
+        spins = start_row.get_by_role("spinbutton")
+        for index, value in enumerate(
+            (str(when.hour % 12 or 12), f"{when.minute:02d}", "00")
+        ):
+            type_into(spins.nth(index), value)
+        half = "AM" if when.hour < 12 else "PM"
+        start_row.get_by_text(re.compile(r"^(AM|PM)$")).click()
+        page.get_by_role("menuitem", name=half, exact=True).click()
+        target_row = page.locator("ha-settings-row", has_text="Component IDs")
+        target_row.get_by_role("button", name="Add").click()
+        target_row.get_by_role("textbox").last.fill("BATTERY")
+        before = dispatch_ids(sim_url)
+        page.get_by_role("button", name="Perform action").click()
+        created = page.locator(".cm-line").filter(
+            has_text=re.compile(r"^dispatch_id: \d+$")
+        )
+        expect(created).to_have_count(1)
+        dispatch_id = int(created.inner_text().split(":")[1])
+        expect(
+            page.locator(".cm-line").filter(has_text="type: PEAK_SHAVING")
+        ).to_have_count(1)
+        expect(
+            page.locator(".cm-line").filter(
+                has_text=f"start_time: '{when:%Y-%m-%dT%H:%M:%S}+00:00'"
+            )
+        ).to_have_count(1)
+        page.wait_for_timeout(500)
+        shot(page, "12-actions-create-dispatch.png", clock)
+        if dispatch_id in before or dispatch_id not in dispatch_ids(sim_url):
+            raise AssertionError(f"dispatch {dispatch_id} is not new on the simulator")
+        wait_until(
+            f"HA's entity for dispatch {dispatch_id}",
+            lambda: entity_of_dispatch(page, dispatch_id) is not None,
+            timeout=30,
+        )
+        clock.step(
+            f"create_dispatch from the form: dispatch {dispatch_id} on the simulator"
+            f" and {entity_of_dispatch(page, dispatch_id)} in HA"
+        )
+
+        pick_action(
+            page,
+            "frequenz_dispatch.delete_dispatch",
+            "Deletes a dispatch; a running one stops.",
+        )
+        pick_microgrid(page)
+        id_row = page.locator("ha-settings-row", has_text="The ID of the dispatch")
+        type_into(id_row.get_by_role("spinbutton"), str(dispatch_id))
+        page.get_by_role("button", name="Perform action").click()
+        wait_until(
+            f"dispatch {dispatch_id} to leave the simulator",
+            lambda: dispatch_id not in dispatch_ids(sim_url),
+            timeout=30,
+        )
+        wait_until(
+            f"HA's entity for dispatch {dispatch_id} to go",
+            lambda: entity_of_dispatch(page, dispatch_id) is None,
+            timeout=30,
+        )
+        page.wait_for_timeout(500)
+        shot(page, "13-actions-delete-dispatch.png", clock)
+        clock.step(f"delete_dispatch from the form: dispatch {dispatch_id} is gone")
+    finally:
+        page.set_viewport_size({"width": 1280, "height": 800})
+
+
 def watch_dispatch(
-    page: Page, dispatch_id: int, start: datetime, clock: Stopwatch
+    page: Page,
+    base_url: str,
+    device_id: str,
+    dispatch_id: int,
+    start: datetime,
+    clock: Stopwatch,
 ) -> None:
     """Open the dispatch's binary sensor from the device page; wait for Running."""
-    # HA 2026.11 opens the new device's page after "Skip and finish"; older
-    # frontends stay on the integrations dashboard.
-    device_page = re.compile(r"/config/devices/device/[^/]+$")
-    with contextlib.suppress(PlaywrightTimeoutError):
-        page.wait_for_url(device_page, timeout=5_000)
-    if not device_page.search(page.url):
-        page.get_by_role("link", name="Devices", exact=True).click()
-        page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first.click()
-        page.wait_for_url(device_page)
+    page.goto(f"{base_url}/config/devices/device/{device_id}")
     expect(
         page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first
     ).to_be_visible()
-    entity_name = f"Dispatch {dispatch_id} (BATTERY_CHARGE)"
+    # The raw type or its readable name, whichever the entity name uses.
+    entity_name = re.compile(
+        rf"Dispatch {dispatch_id} \((BATTERY_CHARGE|Battery charge)\)"
+    )
     # The row's text may or may not start with the device name.
-    page.get_by_text(re.compile(rf"{re.escape(entity_name)}\s*$")).first.click()
-    title = page.locator("ha-more-info-dialog").get_by_text(entity_name, exact=True)
+    page.get_by_text(re.compile(rf"{entity_name.pattern}\s*$")).first.click()
+    title = page.locator("ha-more-info-dialog").get_by_text(
+        re.compile(rf"^{entity_name.pattern}$")
+    )
     expect(title.first).to_be_visible()
+    entity_name = title.first.inner_text().strip()
     state = page.locator("ha-more-info-dialog state-card-content .state")
     expect(state).to_have_text(re.compile(r"^\s*(Not running|Running)\s*$"))
     clock.step(f"opened {entity_name!r}: {state.inner_text().strip()}")
@@ -371,7 +649,7 @@ def watch_dispatch(
         with contextlib.suppress(AssertionError):  # nicer screenshot, if quick
             loading = page.get_by_text("Loading state history")
             expect(loading).to_have_count(0, timeout=5_000)
-        shot(page, "04-sensor-not-running.png", clock)
+        shot(page, "05-sensor-not-running.png", clock)
     else:
         clock.step("(already running: no 'not running' screenshot)")
     left = (start - datetime.now(UTC)).total_seconds()
@@ -379,18 +657,25 @@ def watch_dispatch(
     late = (datetime.now(UTC) - start).total_seconds()
     clock.step(f"{entity_name!r} shows Running ({late:.1f}s after its start time)")
     page.wait_for_timeout(1500)  # let the history bar catch up
-    shot(page, "05-sensor-running.png", clock)
+    shot(page, "06-sensor-running.png", clock)
     page.keyboard.press("Escape")
     wait_until(
         "the UI-saved automation to fire for the dispatch",
-        lambda: automation_fired_for(page, dispatch_id),
+        lambda: automation_fired_for(page, str(dispatch_id)),
         timeout=30,
     )
-    page.goto(page.url.split("/config/")[0] + "/config/automation/dashboard")
+    clock.step("the API-saved automation fired on frequenz_dispatch_started")
+    wait_until(
+        "the automation made in the editor to fire for the dispatch",
+        lambda: automation_fired_for(page, f"{UI_MESSAGE} {dispatch_id}"),
+        timeout=30,
+    )
+    page.goto(f"{base_url}/config/automation/dashboard")
     expect(page.get_by_text("E2E dispatch started", exact=True).first).to_be_visible()
+    expect(page.get_by_text(UI_AUTOMATION, exact=True).first).to_be_visible()
     page.wait_for_timeout(1000)
-    shot(page, "06-automation-fired.png", clock)
-    clock.step("the UI-saved automation fired on frequenz_dispatch_started")
+    shot(page, "07-automation-fired.png", clock)
+    clock.step("the automation made in the editor fired on its device trigger")
 
 
 def main() -> int:
@@ -445,11 +730,16 @@ def main() -> int:
                 check_no_repairs(page, clock)
                 save_automation(page, clock)
                 add_integration(page, sim_url, clock)
+                device_id = make_ui_automation(page, base_url, clock)
                 dispatch_id, start = create_dispatch(
                     sim_url, datetime.now(UTC) + DISPATCH_LEAD
                 )
                 clock.step(f"created dispatch {dispatch_id}, starting {start:%H:%M:%S}")
-                watch_dispatch(page, dispatch_id, start, clock)
+                watch_dispatch(page, base_url, device_id, dispatch_id, start, clock)
+                check_related(page, base_url, device_id, clock)
+                check_calendar(page, base_url, dispatch_id, clock)
+                check_logbook(page, base_url, dispatch_id, clock)
+                actions_create_and_delete(page, base_url, sim_url, clock)
                 check_no_repairs(page, clock)
             except Exception:
                 with contextlib.suppress(Exception):
