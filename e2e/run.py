@@ -1,4 +1,4 @@
-"""Browser end-to-end test: onboard HA, add the integration, watch a dispatch run.
+"""Browser end-to-end test: onboard HA, add the integration, use it without YAML.
 
 Run through ``scripts/e2e`` (which installs Chromium and Playwright first). Starts
 ``scripts/develop`` (simulator + Home Assistant) on free ports with a fresh config
@@ -10,10 +10,22 @@ directory, then drives Debian's Chromium with Playwright like a person would:
 3. Settings -> Devices & services -> Add integration -> "Frequenz Dispatch",
    fill in the simulator's URL, API key and microgrid id, submit, see the
    "Name and assign" dialog for the new device;
-4. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
+4. automation editor: Add trigger -> Device -> "Microgrid 1" -> "A dispatch
+   started", type "Battery charge (BATTERY_CHARGE)"; action: a persistent
+   notification; saved through the editor's Save dialog;
+5. create a BATTERY_CHARGE dispatch starting in ~25 s through the simulator
    with the upstream client, open its binary sensor from the device page,
-   wait until the dialog shows "Running" and the automation has fired; still
-   no repair issue.
+   wait until the dialog shows "Running" and both automations have fired;
+6. the device page's Related card lists the editor-made automation;
+7. Calendar panel (list view): the run reads "Battery charge"; its event
+   dialog names the raw type and the dispatch id;
+8. Activity (logbook): "Battery charge (dispatch N) started, until HH:MM"
+   with an icon;
+9. Developer tools -> Actions, UI mode: ``frequenz_dispatch.create_dispatch``
+   filled in the form (microgrid, type, start date and time, target), the
+   response names the new dispatch, which the simulator and HA then have;
+   ``frequenz_dispatch.delete_dispatch`` removes it from both; still no
+   repair issue.
 
 Written for the Home Assistant 2026.11 frontend (required fields' labels end
 in ``*``, the new device's page opens after the flow).
@@ -516,7 +528,7 @@ def dispatch_ids(server_url: str) -> set[int]:
 
 def entity_of_dispatch(page: Page, dispatch_id: int) -> str | None:
     """The entity HA shows for this dispatch (attribute dispatch_id), if any."""
-    return page.evaluate(
+    entity_id = page.evaluate(
         """(id) => {
             const states = document.querySelector("home-assistant").hass.states;
             return Object.keys(states).find(
@@ -526,6 +538,7 @@ def entity_of_dispatch(page: Page, dispatch_id: int) -> str | None:
         }""",
         dispatch_id,
     )
+    return None if entity_id is None else str(entity_id)
 
 
 def actions_create_and_delete(
@@ -678,6 +691,23 @@ def watch_dispatch(
     clock.step("the automation made in the editor fired on its device trigger")
 
 
+def run_steps(page: Page, base_url: str, sim_url: str, clock: Stopwatch) -> None:
+    """The test's steps, in order, in one browser page."""
+    onboard(page, base_url, clock)
+    check_no_repairs(page, clock)
+    save_automation(page, clock)
+    add_integration(page, sim_url, clock)
+    device_id = make_ui_automation(page, base_url, clock)
+    dispatch_id, start = create_dispatch(sim_url, datetime.now(UTC) + DISPATCH_LEAD)
+    clock.step(f"created dispatch {dispatch_id}, starting {start:%H:%M:%S}")
+    watch_dispatch(page, base_url, device_id, dispatch_id, start, clock)
+    check_related(page, base_url, device_id, clock)
+    check_calendar(page, base_url, dispatch_id, clock)
+    check_logbook(page, base_url, dispatch_id, clock)
+    actions_create_and_delete(page, base_url, sim_url, clock)
+    check_no_repairs(page, clock)
+
+
 def main() -> int:
     """Run the test; return the exit code."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -726,21 +756,7 @@ def main() -> int:
             expect.set_options(timeout=30_000)
             page = context.new_page()
             try:
-                onboard(page, base_url, clock)
-                check_no_repairs(page, clock)
-                save_automation(page, clock)
-                add_integration(page, sim_url, clock)
-                device_id = make_ui_automation(page, base_url, clock)
-                dispatch_id, start = create_dispatch(
-                    sim_url, datetime.now(UTC) + DISPATCH_LEAD
-                )
-                clock.step(f"created dispatch {dispatch_id}, starting {start:%H:%M:%S}")
-                watch_dispatch(page, base_url, device_id, dispatch_id, start, clock)
-                check_related(page, base_url, device_id, clock)
-                check_calendar(page, base_url, dispatch_id, clock)
-                check_logbook(page, base_url, dispatch_id, clock)
-                actions_create_and_delete(page, base_url, sim_url, clock)
-                check_no_repairs(page, clock)
+                run_steps(page, base_url, sim_url, clock)
             except Exception:
                 with contextlib.suppress(Exception):
                     shot(page, "failure.png", clock)
