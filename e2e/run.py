@@ -545,90 +545,101 @@ def actions_create_and_delete(
     page: Page, base_url: str, sim_url: str, clock: Stopwatch
 ) -> None:
     """Developer tools -> Actions: create a dispatch in the form, then delete it."""
-    page.set_viewport_size({"width": 1280, "height": 2000})
+    page.set_viewport_size({"width": 1280, "height": 2000})  # form and response
     try:
         page.goto(f"{base_url}/developer-tools/action")
-        pick_action(
-            page,
-            "frequenz_dispatch.create_dispatch",
-            "Creates a dispatch on the microgrid's Dispatch API and returns it.",
-        )
-        pick_microgrid(page)
-        type_row = page.locator("ha-settings-row", has_text="The dispatch type")
-        type_row.locator("ha-selector").click()
-        page.get_by_role("option", name="PEAK_SHAVING", exact=True).click()
-        # HA's time zone is UTC (config/configuration.yaml); en-US: 12-hour clock.
-        when = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0)
-        start_row = page.locator(
-            "ha-settings-row", has_text="When the (first) run starts"
-        )
-        start_row.get_by_role("textbox").click()
-        page.get_by_role("button", name=f"{when:%B} {when.day}", exact=True).click()
-        page.get_by_role("button", name="OK", exact=True).click()
-        spins = start_row.get_by_role("spinbutton")
-        for index, value in enumerate(
-            (str(when.hour % 12 or 12), f"{when.minute:02d}", "00")
-        ):
-            type_into(spins.nth(index), value)
-        half = "AM" if when.hour < 12 else "PM"
-        start_row.get_by_text(re.compile(r"^(AM|PM)$")).click()
-        page.get_by_role("menuitem", name=half, exact=True).click()
-        target_row = page.locator("ha-settings-row", has_text="Component IDs")
-        target_row.get_by_role("button", name="Add").click()
-        target_row.get_by_role("textbox").last.fill("BATTERY")
-        before = dispatch_ids(sim_url)
-        page.get_by_role("button", name="Perform action").click()
-        created = page.locator(".cm-line").filter(
-            has_text=re.compile(r"^dispatch_id: \d+$")
-        )
-        expect(created).to_have_count(1)
-        dispatch_id = int(created.inner_text().split(":")[1])
-        expect(
-            page.locator(".cm-line").filter(has_text="type: PEAK_SHAVING")
-        ).to_have_count(1)
-        expect(
-            page.locator(".cm-line").filter(
-                has_text=f"start_time: '{when:%Y-%m-%dT%H:%M:%S}+00:00'"
-            )
-        ).to_have_count(1)
-        page.wait_for_timeout(500)
-        shot(page, "12-actions-create-dispatch.png", clock)
-        if dispatch_id in before or dispatch_id not in dispatch_ids(sim_url):
-            raise AssertionError(f"dispatch {dispatch_id} is not new on the simulator")
-        wait_until(
-            f"HA's entity for dispatch {dispatch_id}",
-            lambda: entity_of_dispatch(page, dispatch_id) is not None,
-            timeout=30,
-        )
-        clock.step(
-            f"create_dispatch from the form: dispatch {dispatch_id} on the simulator"
-            f" and {entity_of_dispatch(page, dispatch_id)} in HA"
-        )
-
-        pick_action(
-            page,
-            "frequenz_dispatch.delete_dispatch",
-            "Deletes a dispatch; a running one stops.",
-        )
-        pick_microgrid(page)
-        id_row = page.locator("ha-settings-row", has_text="The ID of the dispatch")
-        type_into(id_row.get_by_role("spinbutton"), str(dispatch_id))
-        page.get_by_role("button", name="Perform action").click()
-        wait_until(
-            f"dispatch {dispatch_id} to leave the simulator",
-            lambda: dispatch_id not in dispatch_ids(sim_url),
-            timeout=30,
-        )
-        wait_until(
-            f"HA's entity for dispatch {dispatch_id} to go",
-            lambda: entity_of_dispatch(page, dispatch_id) is None,
-            timeout=30,
-        )
-        page.wait_for_timeout(500)
-        shot(page, "13-actions-delete-dispatch.png", clock)
-        clock.step(f"delete_dispatch from the form: dispatch {dispatch_id} is gone")
+        dispatch_id = action_create(page, sim_url, clock)
+        action_delete(page, sim_url, dispatch_id, clock)
     finally:
         page.set_viewport_size({"width": 1280, "height": 800})
+
+
+def action_create(page: Page, sim_url: str, clock: Stopwatch) -> int:
+    """create_dispatch from the UI form; returns the new dispatch's id."""
+    pick_action(
+        page,
+        "frequenz_dispatch.create_dispatch",
+        "Creates a dispatch on the microgrid's Dispatch API and returns it.",
+    )
+    pick_microgrid(page)
+    type_row = page.locator("ha-settings-row", has_text="The dispatch type")
+    type_row.locator("ha-selector").click()
+    page.get_by_role("option", name="PEAK_SHAVING", exact=True).click()
+    # HA's time zone is UTC (config/configuration.yaml); en-US: 12-hour clock.
+    when = (datetime.now(UTC) + timedelta(hours=2)).replace(second=0)
+    start_row = page.locator("ha-settings-row", has_text="When the (first) run starts")
+    start_row.get_by_role("textbox").click()
+    day = page.get_by_role("button", name=f"{when:%B} {when.day}", exact=True)
+    if when.month != datetime.now(UTC).month:  # two hours later: next month
+        page.get_by_role("button", name="Next", exact=True).last.click()
+    day.click()
+    page.get_by_role("button", name="OK", exact=True).click()
+    spins = start_row.get_by_role("spinbutton")
+    for index, value in enumerate(
+        (str(when.hour % 12 or 12), f"{when.minute:02d}", "00")
+    ):
+        type_into(spins.nth(index), value)
+    half = "AM" if when.hour < 12 else "PM"
+    start_row.get_by_text(re.compile(r"^(AM|PM)$")).click()
+    page.get_by_role("menuitem", name=half, exact=True).click()
+    target_row = page.locator("ha-settings-row", has_text="Component IDs")
+    target_row.get_by_role("button", name="Add").click()
+    target_row.get_by_role("textbox").last.fill("BATTERY")
+    before = dispatch_ids(sim_url)
+    page.get_by_role("button", name="Perform action").click()
+    created = page.locator(".cm-line").filter(
+        has_text=re.compile(r"^dispatch_id: \d+$")
+    )
+    expect(created).to_have_count(1)
+    dispatch_id = int(created.inner_text().split(":")[1])
+    expect(
+        page.locator(".cm-line").filter(has_text="type: PEAK_SHAVING")
+    ).to_have_count(1)
+    expect(
+        page.locator(".cm-line").filter(
+            has_text=f"start_time: '{when:%Y-%m-%dT%H:%M:%S}+00:00'"
+        )
+    ).to_have_count(1)
+    page.wait_for_timeout(500)
+    shot(page, "12-actions-create-dispatch.png", clock)
+    if dispatch_id in before or dispatch_id not in dispatch_ids(sim_url):
+        raise AssertionError(f"dispatch {dispatch_id} is not new on the simulator")
+    wait_until(
+        f"HA's entity for dispatch {dispatch_id}",
+        lambda: entity_of_dispatch(page, dispatch_id) is not None,
+        timeout=30,
+    )
+    clock.step(
+        f"create_dispatch from the form: dispatch {dispatch_id} on the simulator"
+        f" and {entity_of_dispatch(page, dispatch_id)} in HA"
+    )
+    return dispatch_id
+
+
+def action_delete(page: Page, sim_url: str, dispatch_id: int, clock: Stopwatch) -> None:
+    """delete_dispatch from the UI form; the dispatch leaves the simulator and HA."""
+    pick_action(
+        page,
+        "frequenz_dispatch.delete_dispatch",
+        "Deletes a dispatch; a running one stops.",
+    )
+    pick_microgrid(page)
+    id_row = page.locator("ha-settings-row", has_text="The ID of the dispatch")
+    type_into(id_row.get_by_role("spinbutton"), str(dispatch_id))
+    page.get_by_role("button", name="Perform action").click()
+    wait_until(
+        f"dispatch {dispatch_id} to leave the simulator",
+        lambda: dispatch_id not in dispatch_ids(sim_url),
+        timeout=30,
+    )
+    wait_until(
+        f"HA's entity for dispatch {dispatch_id} to go",
+        lambda: entity_of_dispatch(page, dispatch_id) is None,
+        timeout=30,
+    )
+    page.wait_for_timeout(500)
+    shot(page, "13-actions-delete-dispatch.png", clock)
+    clock.step(f"delete_dispatch from the form: dispatch {dispatch_id} is gone")
 
 
 def watch_dispatch(
