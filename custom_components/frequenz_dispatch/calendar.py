@@ -71,24 +71,19 @@ class DispatchCalendar(FrequenzDispatchEntity, CalendarEntity):
     @property
     def event(self) -> CalendarEvent | None:
         """The run going on now (the earliest-started one), else the next one."""
-        now = dt_util.utcnow()
+        # O(running) + O(1): the coordinator keeps the running runs and a heap
+        # of next starts; never evaluate every dispatch on each change.
         dispatches = self.coordinator.dispatches()
-        current = [
-            (run.start, dispatch_id, run)
-            for dispatch_id in dispatches
-            if (run := self.coordinator.run_of(dispatch_id)) is not None
-        ]
-        if current:
-            _, dispatch_id, run = min(current, key=lambda c: (c[0], c[1]))
+        running = self.coordinator.running()
+        if running:
+            dispatch_id, run = min(
+                running.items(), key=lambda pair: (pair[1].start, pair[0])
+            )
             return _event(self.hass, dispatches[dispatch_id], run)
-        upcoming = [
-            (start, dispatch_id)
-            for dispatch_id, item in dispatches.items()
-            if (start := item.schedule.next_start(now)) is not None
-        ]
-        if not upcoming:
+        upcoming = self.coordinator.next_starting()
+        if upcoming is None:
             return None
-        start, dispatch_id = min(upcoming)
+        start, dispatch_id = upcoming
         item = dispatches[dispatch_id]
         run = item.schedule.run_at(start) or Run(start, None)
         return _event(self.hass, item, run)

@@ -348,9 +348,10 @@ class FrequenzDispatchCoordinator:
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
-    async def async_save(self) -> None:
-        """Save the dispatches and reported runs now."""
-        await self.store.async_save_now(self._save_source)
+    async def async_save(self, _event: Any = None) -> None:
+        """Save the dispatches and reported runs now (also when HA stops)."""
+        if self._loaded:
+            await self.store.async_save_now(self._save_source)
 
     def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
         """What to save: references only (encoded in the executor)."""
