@@ -63,7 +63,9 @@ class Schedule:
     ``start_time``, as far as the instants asked about and at most ``count``
     occurrences over the schedule's lifetime.
 
-    Thread-safe: internal caches are guarded by locks.
+    Not thread-safe: evaluation fills internal caches without locks, because
+    everything runs on Home Assistant's event loop. Use one schedule from one
+    thread at a time.
     """
 
     __slots__ = ("_timeline",)

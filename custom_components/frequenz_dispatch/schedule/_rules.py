@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import MAXYEAR, UTC, datetime, timedelta
 import itertools
 import math
-import threading
 from typing import Final, Literal
 
 from dateutil import rrule as du
@@ -342,7 +341,6 @@ class _JumpingSource(_OccurrenceSource):
             Frequency.WEEKLY: midnight - timedelta(days=start.weekday()),
         }.get(spec.freq, midnight)
         self._rules: OrderedDict[datetime, du.rrule] = OrderedDict()
-        self._lock = threading.Lock()
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
@@ -357,16 +355,14 @@ class _JumpingSource(_OccurrenceSource):
                 yield occurrence
 
     def _rule(self, dtstart: datetime) -> du.rrule:
-        with self._lock:
-            rule = self._rules.get(dtstart)
-            if rule is not None:
-                self._rules.move_to_end(dtstart)
-                return rule
+        rule = self._rules.get(dtstart)
+        if rule is not None:
+            self._rules.move_to_end(dtstart)
+            return rule
         rule = self._spec.build(dtstart, count=None, until=self._spec.until)
-        with self._lock:
-            self._rules[dtstart] = rule
-            if len(self._rules) > _RULE_CACHE_SIZE:
-                self._rules.popitem(last=False)
+        self._rules[dtstart] = rule
+        if len(self._rules) > _RULE_CACHE_SIZE:
+            self._rules.popitem(last=False)
         return rule
 
     def _skip_excluded(self, instant: datetime) -> datetime:
@@ -499,19 +495,17 @@ class _CountedSource(_OccurrenceSource):
         self._walker = iter(spec.build(spec.dtstart, count=spec.count, until=None))
         self._walked: datetime | None = None  # the latest occurrence walked
         self._exhausted = False  # then `_walked` is the count-th occurrence
-        self._lock = threading.Lock()
 
     def _within_count(self, occurrence: datetime) -> bool:
-        with self._lock:
-            while not self._exhausted and (
-                self._walked is None or self._walked < occurrence
-            ):
-                walked = next(self._walker, None)
-                if walked is None:
-                    self._exhausted = True
-                else:
-                    self._walked = walked
-            return self._walked is not None and occurrence <= self._walked
+        while not self._exhausted and (
+            self._walked is None or self._walked < occurrence
+        ):
+            walked = next(self._walker, None)
+            if walked is None:
+                self._exhausted = True
+            else:
+                self._walked = walked
+        return self._walked is not None and occurrence <= self._walked
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""

@@ -9,7 +9,6 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-import threading
 from typing import Final
 
 from ._rules import _OccurrenceSource
@@ -192,7 +191,6 @@ class _RuleTimeline(_Timeline):
         # cheap for sparse rules, few rebuilt rules for dense ones.
         self._initial_span = min(duration, nominal_period)
         self._chains: list[_Chain] = []
-        self._lock = threading.Lock()
 
     def _window_start(self, occurrence: datetime) -> datetime:
         return max(occurrence, self._clip)
@@ -215,10 +213,9 @@ class _RuleTimeline(_Timeline):
     def _chain_at(self, now: datetime) -> _Chain | None:
         if now < self._clip:
             return None
-        with self._lock:
-            for chain in self._chains:
-                if chain.run.contains(now):
-                    return chain
+        for chain in self._chains:
+            if chain.run.contains(now):
+                return chain
         occurrences = self._source.iter_from(now - self._duration)
         for first in occurrences:
             if first + self._duration > now:
@@ -230,9 +227,8 @@ class _RuleTimeline(_Timeline):
         end, capped, _ = self._extend_forward(first, occurrences, uncapped_before=first)
         start = self._extend_backward(first)
         chain = _Chain(Run(self._window_start(start), end), capped)
-        with self._lock:
-            self._chains.insert(0, chain)
-            del self._chains[_CHAIN_CACHE_SIZE:]
+        self._chains.insert(0, chain)
+        del self._chains[_CHAIN_CACHE_SIZE:]
         return chain
 
     def _extend_forward(
