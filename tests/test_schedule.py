@@ -12,6 +12,7 @@ import bisect
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+import itertools
 from typing import Any
 import warnings
 
@@ -951,3 +952,150 @@ def test_huge_count_does_not_overflow() -> None:
     separate = Schedule(make_dispatch(T0, MINUTE / 2, recurrence))
     assert separate.run_at(T0 + DAY) == Run(T0 + DAY, T0 + DAY + MINUTE / 2)
     assert separate.next_start(T0 + DAY) == T0 + DAY + MINUTE
+
+
+# --------------------------------------------------------------------------
+# Extreme values: never an exception after construction
+# --------------------------------------------------------------------------
+
+MAX_UTC = datetime.max.replace(tzinfo=UTC)
+MIN_UTC = datetime.min.replace(tzinfo=UTC)
+
+
+@st.composite
+def extreme_instants(draw: st.DrawFn) -> datetime:
+    """Instants anywhere in datetime's range, often at its edges."""
+    offset = timezone(timedelta(minutes=draw(st.integers(-23 * 60, 23 * 60))))
+    naive = draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    datetime(1, 1, 1),  # noqa: DTZ001 - made aware below
+                    datetime(9999, 12, 31, 23, 59, 59, 999_999),  # noqa: DTZ001
+                    datetime(9999, 12, 31, 23, 59),  # noqa: DTZ001
+                    datetime(9999, 12, 31),  # noqa: DTZ001 - made aware below
+                    datetime(9999, 1, 1),  # noqa: DTZ001
+                    datetime(1, 1, 1, 0, 1),  # noqa: DTZ001
+                    T0.replace(tzinfo=None),
+                ]
+            ),
+            st.datetimes(),
+        )
+    )
+    return naive.replace(tzinfo=draw(st.sampled_from([UTC, offset])))
+
+
+BIG = st.one_of(
+    st.sampled_from([2**31 - 1, 2**32 - 1, 2**63, 10**30]),
+    st.integers(1, 2**64),
+)
+
+
+@st.composite
+def extreme_durations(draw: st.DrawFn) -> timedelta | None:
+    return draw(
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                [timedelta.max, timedelta(days=3_652_059), timedelta(0), US, HOUR]
+            ),
+            st.timedeltas(min_value=timedelta(0)),
+        )
+    )
+
+
+@st.composite
+def extreme_rules(draw: st.DrawFn) -> RecurrenceRule:
+    end_criteria = draw(
+        st.one_of(
+            st.none(),
+            st.builds(EndCriteria, count=st.integers(0, 50)),
+            st.builds(EndCriteria, until=extreme_instants()),
+        )
+    )
+    values = st.lists
+    return RecurrenceRule(
+        frequency=draw(st.sampled_from(list(Frequency))),
+        interval=draw(st.one_of(st.integers(0, 5), BIG)),
+        end_criteria=end_criteria,
+        byminutes=draw(values(st.integers(0, 59), max_size=3)),
+        byhours=draw(values(st.integers(0, 23), max_size=3)),
+        byweekdays=draw(values(st.sampled_from(WEEKDAYS), max_size=3)),
+        bymonthdays=draw(
+            values(st.integers(-31, 31).filter(lambda day: day != 0), max_size=2)
+        ),
+        bymonths=draw(values(st.integers(1, 12), max_size=2)),
+    )
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    start=extreme_instants(),
+    duration=extreme_durations(),
+    recurrence=extreme_rules(),
+    instants=st.lists(extreme_instants(), min_size=1, max_size=4),
+)
+def test_extreme_values_never_raise_after_construction(
+    start: datetime,
+    duration: timedelta | None,
+    recurrence: RecurrenceRule,
+    instants: list[datetime],
+) -> None:
+    """Huge intervals and counts, edges of time: no run means no exception."""
+    try:
+        schedule = Schedule.from_fields(
+            start_time=start, duration=duration, recurrence=recurrence
+        )
+    except InvalidDispatchError:
+        return
+    for now in [*instants, MIN_UTC, MAX_UTC, T0]:
+        run = schedule.run_at(now)
+        assert schedule.is_running(now) == (run is not None)
+        following = schedule.next_start(now)
+        assert following is None or following > now
+        for low, high in ((now, MAX_UTC), (MIN_UTC, now)):
+            for found in itertools.islice(schedule.runs_between(low, high), 3):
+                assert found.end is None or found.start < found.end
+
+
+@pytest.mark.parametrize(
+    "frequency",
+    [
+        Frequency.MINUTELY,
+        Frequency.HOURLY,
+        Frequency.DAILY,
+        Frequency.WEEKLY,
+        Frequency.MONTHLY,
+        Frequency.YEARLY,
+    ],
+)
+def test_poison_interval_is_a_single_period(frequency: Frequency) -> None:
+    """Interval 2**32-1 parses; its second period lies past the year 9999."""
+    schedule = Schedule(make_dispatch(T0, HOUR, rule(frequency, 2**32 - 1)))
+    assert schedule.run_at(T0) == Run(T0, T0 + HOUR)
+    assert schedule.next_start(T0 - US) == T0
+    assert schedule.next_start(T0) is None
+    assert schedule.run_at(T0 + HOUR) is None
+    assert list(schedule.runs_between(T0, MAX_UTC)) == [Run(T0, T0 + HOUR)]
+
+
+def test_windows_past_the_year_9999_never_end() -> None:
+    near_end = datetime(9999, 12, 31, 22, tzinfo=UTC)
+    schedule = Schedule(make_dispatch(near_end, timedelta(days=2)))
+    assert schedule.run_at(MAX_UTC) == Run(near_end, None)
+    recurrence = rule(Frequency.DAILY, byhours=[22])
+    schedule = Schedule(make_dispatch(T0, timedelta.max, recurrence))
+    assert schedule.run_at(T0 + DAY) == Run(T0 + 14 * HOUR, None)
+    assert schedule.next_start(T0 + DAY) is None
+    # Beyond the year 9999 in UTC, until excludes nothing.
+    late = datetime.max.replace(tzinfo=timezone(-HOUR))
+    every_day = rule(Frequency.DAILY, end_criteria=EndCriteria(until=late))
+    schedule = Schedule(make_dispatch(T0, HOUR, every_day))
+    assert schedule.next_start(datetime(9999, 12, 30, 9, tzinfo=UTC)) == datetime(
+        9999, 12, 31, 8, tzinfo=UTC
+    )

@@ -31,6 +31,7 @@ from frequenz.client.dispatch.types import Dispatch
 
 from ._rules import (
     _UNIT,
+    _clamp_to_utc,
     _CountedSource,
     _JumpingSource,
     _OccurrenceSource,
@@ -200,7 +201,8 @@ class Schedule:
 def _aware(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise ValueError(f"{name} must be timezone-aware, got {value!r}")
-    return value
+    # Instants outside the years 1..9999 in UTC are answered as at the edge.
+    return _clamp_to_utc(value)
 
 
 def _compile(

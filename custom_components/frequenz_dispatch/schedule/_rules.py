@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 import calendar
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import MAXYEAR, UTC, datetime, timedelta
 import itertools
 import math
@@ -57,10 +57,76 @@ _HOURS_PER_WEEK: Final = 7 * 24
 # --------------------------------------------------------------------------
 
 
+_MAX: Final = datetime.max.replace(tzinfo=UTC)
+_MIN: Final = datetime.min.replace(tzinfo=UTC)
+
+
 def _to_utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidDispatchError(f"{name} must be timezone-aware, got {value!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise InvalidDispatchError(
+            f"{name} is outside the years 1..9999 in UTC, got {value!r}"
+        ) from err
+
+
+def _clamp_to_utc(value: datetime) -> datetime:
+    """Convert an aware instant to UTC, clamped to datetime's range."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        offset = value.utcoffset()
+        assert offset is not None
+        return _MAX if offset < timedelta(0) else _MIN
+
+
+def _until_utc(until: datetime) -> datetime | None:
+    """Validate ``until``; past the year 9999 in UTC it excludes nothing."""
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise InvalidDispatchError(f"until must be timezone-aware, got {until!r}")
+    clamped = _clamp_to_utc(until)
+    return None if clamped == _MAX else clamped
+
+
+def _plus(instant: datetime, delta: timedelta) -> datetime | None:
+    """``instant + delta``, or None if that lies beyond the year 9999."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return None
+
+
+def _shift(instant: datetime, delta: timedelta) -> datetime | None:
+    """``instant + delta``, or None if that lies outside datetime's range."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return None
+
+
+def _minus(instant: datetime, delta: timedelta) -> datetime:
+    """``instant - delta`` for ``delta >= 0``, clamped to the year 1."""
+    try:
+        return instant - delta
+    except OverflowError:
+        return _MIN
+
+
+def _safe(occurrences: Iterable[datetime]) -> Iterator[datetime]:
+    """Iterate dateutil occurrences; running out of datetime's range ends them.
+
+    dateutil stops at the year 9999 for most rules but raises OverflowError
+    for some (computing a date past it): either way there are no more.
+    """
+    iterator = iter(occurrences)
+    while True:
+        try:
+            occurrence = next(iterator)
+        except (StopIteration, OverflowError):
+            return
+        yield occurrence
 
 
 def _sorted_unique(values: Iterable[int]) -> tuple[int, ...] | None:
@@ -71,6 +137,22 @@ def _check_range(name: str, values: Iterable[int], low: int, high: int) -> None:
     bad = [v for v in values if not low <= v <= high]
     if bad:
         raise InvalidDispatchError(f"{name} must be within {low}..{high}, got {bad}")
+
+
+def _period_origin(freq: Frequency, start: datetime) -> datetime:
+    """Start of the period containing ``start`` (months and years: its day).
+
+    dateutil's weeks start on Monday (wkst). A week containing the year 1's
+    first days starts on its first day.
+    """
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if freq == Frequency.MINUTELY:
+        return start.replace(second=0, microsecond=0)
+    if freq == Frequency.HOURLY:
+        return start.replace(minute=0, second=0, microsecond=0)
+    if freq == Frequency.WEEKLY:
+        return _minus(midnight, timedelta(days=start.weekday()))
+    return midnight
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,7 +210,7 @@ class _RuleSpec:
         if count is not None and count < 0:
             raise InvalidDispatchError(f"count must not be negative, got {count}")
         if until is not None:
-            until = _to_utc(until, "until")
+            until = _until_utc(until)
 
         if freq == Frequency.UNSPECIFIED:
             return None
@@ -173,8 +255,50 @@ class _RuleSpec:
             or ((start.minute,) if coarser_than_minutely else None),
             bysecond=(start.second,),
         )
+        spec._check_dateutil_accepts()
+        spec = spec._first_period_only()
         spec._check_satisfiable()
         return spec
+
+    def _check_dateutil_accepts(self) -> None:
+        """Let dateutil validate the rule as given (its constructor only)."""
+        try:
+            self.build(self.dtstart, count=None, until=None)
+        except OverflowError as err:
+            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
+
+    def _first_period_only(self) -> "_RuleSpec":
+        """An equivalent rule if the second period starts after the year 9999.
+
+        Then only the first period's occurrences exist: the same rule with
+        interval 1, ended at the first period's last instant, has exactly
+        those, and keeps every computation (and dateutil, which would walk
+        month by month towards the year 9999) away from huge intervals.
+        """
+        start = self.dtstart
+        freq, interval = self.freq, self.interval
+        if freq == Frequency.YEARLY:
+            beyond = start.year + interval > MAXYEAR
+            period_end = datetime(start.year, 12, 31, 23, 59, 59, tzinfo=UTC)
+        elif freq == Frequency.MONTHLY:
+            beyond = start.year * 12 + start.month - 1 + interval > MAXYEAR * 12 + 11
+            last_day = calendar.monthrange(start.year, start.month)[1]
+            period_end = start.replace(
+                day=last_day, hour=23, minute=59, second=59, microsecond=0
+            )
+        else:
+            origin = _period_origin(freq, start)
+            beyond = interval > (_MAX - origin) // _UNIT[freq]
+            next_origin = _plus(origin, _UNIT[freq])
+            period_end = (
+                _MAX.replace(microsecond=0)
+                if next_origin is None
+                else next_origin - timedelta(seconds=1)
+            )
+        if not beyond or interval == 1:
+            return self
+        until = period_end if self.until is None else min(self.until, period_end)
+        return replace(self, interval=1, until=until)
 
     @property
     def first(self) -> datetime:
@@ -258,7 +382,7 @@ class _RuleSpec:
             )
         try:
             pattern = self.build(self.dtstart, count=None, until=None)
-            first = next(iter(pattern), None)
+            first = next(_safe(pattern), None)
         except ValueError as err:  # dateutil raises some errors lazily
             raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
         if first is None:
@@ -330,16 +454,7 @@ class _JumpingSource(_OccurrenceSource):
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
         self._spec = spec
-        start = spec.dtstart
-        # Start of the period containing dtstart; dateutil's weeks start on
-        # Monday (wkst), months and years on their first day.
-        midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        self._origin = {
-            Frequency.MINUTELY: start.replace(second=0, microsecond=0),
-            Frequency.HOURLY: start.replace(minute=0, second=0, microsecond=0),
-            Frequency.DAILY: midnight,
-            Frequency.WEEKLY: midnight - timedelta(days=start.weekday()),
-        }.get(spec.freq, midnight)
+        self._origin = _period_origin(spec.freq, spec.dtstart)
         self._rules: OrderedDict[datetime, du.rrule] = OrderedDict()
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
@@ -350,7 +465,7 @@ class _JumpingSource(_OccurrenceSource):
         dtstart = self._jump_start(self._skip_excluded(instant))
         if dtstart is None:
             return
-        for occurrence in self._rule(dtstart):
+        for occurrence in _safe(self._rule(dtstart)):
             if occurrence >= instant:
                 yield occurrence
 
@@ -492,7 +607,7 @@ class _CountedSource(_OccurrenceSource):
         self._pattern = _JumpingSource(spec)  # ignores count, keeps until
         # dateutil warns when given both count and until (RFC 5545 forbids
         # it, the client's oneof prevents it); until is in the pattern.
-        self._walker = iter(spec.build(spec.dtstart, count=spec.count, until=None))
+        self._walker = _safe(spec.build(spec.dtstart, count=spec.count, until=None))
         self._walked: datetime | None = None  # the latest occurrence walked
         self._exhausted = False  # then `_walked` is the count-th occurrence
 

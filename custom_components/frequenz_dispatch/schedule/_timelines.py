@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from ._rules import _OccurrenceSource
+from ._rules import _MAX, _minus, _OccurrenceSource, _plus, _shift
 from ._types import MERGE_CAP, Run
 
 _CHAIN_CACHE_SIZE: Final = 8
@@ -90,24 +90,26 @@ class _ProgressionTimeline(_Timeline):
     ) -> None:
         self._first = first
         self._step = step
-        self._count = count
+        # Occurrences past the year 9999 do not exist (dateutil stops there).
+        representable = (_MAX - first) // step + 1
+        self._count = representable if count is None else min(count, representable)
         self._duration = duration
         self._clip = clip
         # The first window is empty if clipping eats it (sub-second duration).
-        self._k_min = 0 if max(first, clip) < first + duration else 1
+        first_end = _plus(first, duration)
+        self._k_min = 0 if first_end is None or max(first, clip) < first_end else 1
         self._merged: Run | None = None
         if duration >= step and self._has(self._k_min):
-            # Every window reaches the next occurrence: one single run.
+            # Every window reaches the next occurrence: one single run, which
+            # never ends if it lasts until the last occurrence in datetime's
+            # range.
             end: datetime | None = None
-            if count is not None:
-                try:
-                    end = self._occurrence(count - 1) + duration
-                except OverflowError:  # past year 9999, where dateutil stops
-                    end = None
+            if count is not None and count <= representable:
+                end = _plus(self._occurrence(count - 1), duration)
             self._merged = Run(self._window_start(self._k_min), end)
 
     def _has(self, k: int) -> bool:
-        return self._count is None or k < self._count
+        return k < self._count
 
     def _occurrence(self, k: int) -> datetime:
         return self._first + k * self._step
@@ -116,7 +118,7 @@ class _ProgressionTimeline(_Timeline):
         return max(self._first, self._clip) if k == 0 else self._occurrence(k)
 
     def _window(self, k: int) -> Run:
-        return Run(self._window_start(k), self._occurrence(k) + self._duration)
+        return Run(self._window_start(k), _plus(self._occurrence(k), self._duration))
 
     def run_at(self, now: datetime) -> Run | None:
         if self._merged is not None or not self._has(self._k_min):
@@ -152,8 +154,11 @@ class _ProgressionTimeline(_Timeline):
             ):
                 yield merged
             return
-        # First k whose window ends after `start`.
-        k = max(self._k_min, (start - self._first - self._duration) // self._step + 1)
+        # First k whose window ends after `start`, i.e. o_k > start - duration.
+        lower = _shift(start, -self._duration)
+        k = self._k_min
+        if lower is not None:
+            k = max(k, (lower - self._first) // self._step + 1)
         while self._has(k):
             window = self._window(k)
             if window.start >= end:
@@ -201,10 +206,18 @@ class _RuleTimeline(_Timeline):
             return False
         # The first occurrence whose window ends after `now` (an occurrence
         # exactly at `now - duration` has just ended).
-        for occurrence in self._source.iter_from(now - self._duration):
-            if occurrence + self._duration > now:
+        for occurrence in self._source.iter_from(_minus(now, self._duration)):
+            if self._ends_after(occurrence, now):
                 return occurrence <= now
         return False
+
+    def _window_end(self, occurrence: datetime) -> datetime | None:
+        """The end of an occurrence's window; None past the year 9999."""
+        return _plus(occurrence, self._duration)
+
+    def _ends_after(self, occurrence: datetime, instant: datetime) -> bool:
+        end = self._window_end(occurrence)
+        return end is None or end > instant
 
     def run_at(self, now: datetime) -> Run | None:
         chain = self._chain_at(now)
@@ -216,9 +229,9 @@ class _RuleTimeline(_Timeline):
         for chain in self._chains:
             if chain.run.contains(now):
                 return chain
-        occurrences = self._source.iter_from(now - self._duration)
+        occurrences = self._source.iter_from(_minus(now, self._duration))
         for first in occurrences:
-            if first + self._duration > now:
+            if self._ends_after(first, now):
                 break
         else:
             return None
@@ -237,7 +250,7 @@ class _RuleTimeline(_Timeline):
         following: Iterator[datetime],
         *,
         uncapped_before: datetime,
-    ) -> tuple[datetime, bool, datetime | None]:
+    ) -> tuple[datetime | None, bool, datetime | None]:
         """Merge the windows following ``occurrence``'s while they touch.
 
         Args:
@@ -247,16 +260,21 @@ class _RuleTimeline(_Timeline):
                 :data:`MERGE_CAP`.
 
         Returns:
-            The chain's end, whether the cap was hit, and the next occurrence
-            (which starts the next chain) if it was read.
+            The chain's end (None: past the year 9999, never), whether the
+            cap was hit, and the next occurrence (which starts the next
+            chain) if it was read.
 
         """
-        end = occurrence + self._duration
+        end = self._window_end(occurrence)
+        if end is None:
+            return None, False, None
         counted = 0
         for nxt in following:
             if nxt > end:
                 return end, False, nxt
-            end = nxt + self._duration
+            end = self._window_end(nxt)
+            if end is None:
+                return None, False, None
             if nxt >= uncapped_before:
                 counted += 1
                 if counted >= MERGE_CAP:
@@ -277,10 +295,11 @@ class _RuleTimeline(_Timeline):
         while high > floor:
             low = floor if span >= high - floor else high - span
             block = self._source.between(low, high)
-            if not block and low <= chain_start - self._duration:
+            if not block and low <= _minus(chain_start, self._duration):
                 return chain_start  # nothing close enough to touch it
             for previous in reversed(block):
-                if previous + self._duration < chain_start:
+                previous_end = self._window_end(previous)
+                if previous_end is not None and previous_end < chain_start:
                     return chain_start
                 chain_start = previous
                 counted += 1
@@ -293,11 +312,11 @@ class _RuleTimeline(_Timeline):
     def next_start(self, now: datetime) -> datetime | None:
         if now < self._clip:
             for occurrence in self._source.iter_from(self._source.floor):
-                if self._window_start(occurrence) < occurrence + self._duration:
+                if self._ends_after(occurrence, self._window_start(occurrence)):
                     return self._window_start(occurrence)
             return None
         chain = self._chain_at(now)
-        if chain is not None and chain.capped:
+        if chain is not None and (chain.capped or chain.run.end is None):
             return None
         after = now if chain is None or chain.run.end is None else chain.run.end
         for occurrence in self._source.iter_from(after):
@@ -308,11 +327,12 @@ class _RuleTimeline(_Timeline):
     def runs_between(self, start: datetime, end: datetime) -> Iterator[Run]:
         if start >= end or end <= self._clip:
             return
-        occurrences = self._source.iter_from(start - self._duration)
+        occurrences = self._source.iter_from(_minus(start, self._duration))
         # The first window ending after `start` (skipping an empty clipped one).
         for occurrence in occurrences:
-            window_end = occurrence + self._duration
-            if window_end > start and self._window_start(occurrence) < window_end:
+            if self._ends_after(occurrence, start) and self._ends_after(
+                occurrence, self._window_start(occurrence)
+            ):
                 break
         else:
             return
@@ -325,7 +345,7 @@ class _RuleTimeline(_Timeline):
                 occurrence, occurrences, uncapped_before=end
             )
             yield Run(self._window_start(chain_start), chain_end)
-            if capped or nxt is None:
+            if capped or nxt is None or chain_end is None:
                 return
             # `nxt` did not touch the chain, so it starts the next one.
             occurrence = chain_start = nxt
