@@ -16,6 +16,7 @@ import itertools
 from typing import Any
 import warnings
 
+from dateutil import rrule as du_rrule
 from frequenz.client.dispatch.recurrence import (
     EndCriteria,
     Frequency,
@@ -1009,7 +1010,7 @@ def extreme_rules(draw: st.DrawFn) -> RecurrenceRule:
     end_criteria = draw(
         st.one_of(
             st.none(),
-            st.builds(EndCriteria, count=st.integers(0, 50)),
+            st.builds(EndCriteria, count=st.one_of(st.integers(0, 50), BIG)),
             st.builds(EndCriteria, until=extreme_instants()),
         )
     )
@@ -1099,3 +1100,118 @@ def test_windows_past_the_year_9999_never_end() -> None:
     assert schedule.next_start(datetime(9999, 12, 30, 9, tzinfo=UTC)) == datetime(
         9999, 12, 31, 8, tzinfo=UTC
     )
+
+
+# --------------------------------------------------------------------------
+# Bounded work: count dateutil's periods (its unit of work), not time
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dateutil_periods(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the periods dateutil iterates (one day/week/month/year set each)."""
+    calls = [0]
+    for name in ("ydayset", "mdayset", "wdayset", "ddayset"):
+        original = getattr(du_rrule._iterinfo, name)
+
+        def counting(*args: Any, _original: Any = original) -> Any:
+            calls[0] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(du_rrule._iterinfo, name, counting)
+    return calls
+
+
+def test_old_count_rule_is_not_walked_occurrence_by_occurrence(
+    dateutil_periods: list[int],
+) -> None:
+    """A year-old MINUTELY count rule used to iterate every minute since its start."""
+    now = datetime(2025, 6, 1, 12, 0, 10, tzinfo=UTC)
+    start = now - timedelta(days=365)
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=list(range(8, 18)),
+        end_criteria=EndCriteria(count=10**6),  # about 4.5 years
+    )
+    schedule = Schedule(make_dispatch(start, timedelta(seconds=30), recurrence))
+    assert not schedule.needs_preparation  # the count-th was found compiling
+    minute = now.replace(second=start.second, microsecond=0)
+    assert schedule.run_at(now) == Run(minute, minute + timedelta(seconds=30))
+    assert schedule.next_start(now) == minute + MINUTE
+    assert dateutil_periods[0] < 100  # was about 220 000 (every minute walked)
+
+
+def test_count_rule_ends_at_its_count_th_occurrence() -> None:
+    # Weekdays 08:00-08:59 every minute: 60 a day, 300 a week.
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        byweekdays=WEEKDAYS[:5],
+        end_criteria=EndCriteria(count=300 * 52 * 30 + 7),
+    )
+    schedule = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    # 30 * 52 weeks later on the Monday, 7 more minutes.
+    last = T0 + timedelta(weeks=30 * 52) + 6 * MINUTE
+    assert schedule.next_start(last - US) == last
+    assert schedule.next_start(last) is None
+    assert schedule.run_at(last) == Run(last, last + timedelta(seconds=1))
+
+
+def test_far_count_needs_preparation_and_stays_exact(
+    dateutil_periods: list[int],
+) -> None:
+    """Its count-th occurrence lies centuries ahead: found by prepare()."""
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        byweekdays=[Weekday.MONDAY],
+        end_criteria=EndCriteria(count=60 * 52 * 300),  # about 300 years
+    )
+    lazy = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    prepared = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    assert lazy.needs_preparation
+    prepared.prepare()
+    assert not prepared.needs_preparation
+    for schedule in (prepared, lazy):  # lazy: walks as far as asked, exact
+        assert schedule.next_start(T0 + timedelta(days=100 * 365)) is not None
+        assert schedule.next_start(T0 + timedelta(days=400 * 365)) is None
+    assert dateutil_periods[0] < 100
+
+
+@PROPERTY_SETTINGS
+@given(dispatch=dispatches(), count=st.integers(0, 3000))
+def test_count_th_occurrence_matches_dateutil(dispatch: Dispatch, count: int) -> None:
+    """The end of a count rule is the client's count-th occurrence."""
+    recurrence = dispatch.recurrence
+    if recurrence.frequency == Frequency.UNSPECIFIED:
+        return
+    recurrence.end_criteria = EndCriteria(count=count)
+    try:
+        schedule = Schedule.from_fields(
+            start_time=dispatch.start_time,
+            duration=timedelta(seconds=1),
+            recurrence=recurrence,
+        )
+    except InvalidDispatchError:
+        return
+    expanded = list(recurrence._as_rrule(dispatch.start_time))
+    schedule.prepare()
+    if not expanded:
+        assert schedule.next_start(dispatch.start_time - DAY) is None
+        return
+    last = expanded[-1]
+    if last < dispatch.start_time:  # the clipped first window is empty
+        return
+    assert schedule.next_start(last - US) == last
+    assert schedule.next_start(last) is None
+
+
+def test_impossible_yearly_leap_day_is_rejected_without_iterating(
+    dateutil_periods: list[int],
+) -> None:
+    # Every 4 years from 2025: never a leap year, so never a February 29th.
+    start = datetime(2025, 2, 28, tzinfo=UTC)
+    recurrence = rule(Frequency.YEARLY, 4, bymonths=[2], bymonthdays=[29])
+    with pytest.raises(InvalidDispatchError, match="never occurs"):
+        Schedule(make_dispatch(start, HOUR, recurrence))
+    assert dateutil_periods[0] < 10  # was about 2000 (one per period to 9999)

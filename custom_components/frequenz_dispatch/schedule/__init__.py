@@ -60,9 +60,13 @@ class Schedule:
     frequency) are answered in closed form; other rules start dateutil at the
     recurrence period containing the instant asked about instead of at
     ``start_time``. Only a ``count`` end criterion depends on every earlier
-    occurrence: such rules (with by-fields) are additionally walked once from
-    ``start_time``, as far as the instants asked about and at most ``count``
-    occurrences over the schedule's lifetime.
+    occurrence: for such rules (with by-fields) the count-th occurrence is
+    found by counting occurrences a day at a time (never iterating them),
+    while compiling if that takes a bounded number of steps, else in
+    :meth:`prepare` (see :attr:`needs_preparation`).
+
+    Occurrences past the year 9999 do not exist: a window that would end
+    after it never ends, and no query raises for any schedule that compiled.
 
     Not thread-safe: evaluation fills internal caches without locks, because
     everything runs on Home Assistant's event loop. Use one schedule from one
@@ -193,6 +197,31 @@ class Schedule:
 
         """
         return self._timeline.runs_between(_aware(start, "start"), _aware(end, "end"))
+
+    @property
+    def needs_preparation(self) -> bool:
+        """Tell whether :meth:`prepare` should run before the schedule is used.
+
+        True only for a rule with ``count`` and by-fields whose count-th
+        occurrence (its last) lies further from its start than compiling
+        walks (decades of a dense rule). Until :meth:`prepare` has run, a
+        query walks on as far as the instant asked about: exact, but up to
+        about 0.35 ms per year walked.
+        """
+        return self._timeline.needs_preparation
+
+    def prepare(self) -> None:
+        """Do the expensive part of compiling, e.g. in an executor thread.
+
+        Finds the last occurrence of a ``count`` rule: at most one walking
+        step per day (and month) up to the year 9999, about a second in the
+        worst case (a rule starting in the year 1). Afterwards every query
+        costs bounded work and ``needs_preparation`` is False. Does nothing
+        if ``needs_preparation`` is False. Not thread-safe: nothing else may
+        use the schedule while it runs; call it once, before handing the
+        schedule to the event loop.
+        """
+        self._timeline.prepare()
 
     def __repr__(self) -> str:
         return f"Schedule({self._timeline!r})"

@@ -19,6 +19,7 @@ from typing import Final, Literal
 from dateutil import rrule as du
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
 
+from ._counting import _Walker
 from ._types import InvalidDispatchError
 
 _RULE_CACHE_SIZE: Final = 16
@@ -49,6 +50,12 @@ _MAX_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 _SKIPPABLE: Final = frozenset({Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY})
 _SKIP_SEARCH_STEPS: Final = 400  # enough to find a February 29th
 _MINUTES_PER_WEEK: Final = 7 * 24 * 60
+_MINUTES_PER_DAY: Final = 24 * 60
+# Walking steps (a day or a month each, well under a microsecond) allowed on
+# the event loop: to find a rule's first occurrence, and to find the count-th
+# occurrence while compiling (the rest is left to Schedule.prepare()).
+_PROBE_BUDGET: Final = 10_000
+_COUNT_BUDGET: Final = 10_000
 _HOURS_PER_WEEK: Final = 7 * 24
 
 
@@ -177,6 +184,8 @@ class _RuleSpec:
     byhour: tuple[int, ...] | None
     byminute: tuple[int, ...] | None
     bysecond: tuple[int, ...]
+    # The first occurrence, ignoring until; set once validated.
+    first_occurrence: datetime | None = None
 
     @classmethod
     def compile(cls, start: datetime, rule: RecurrenceRule) -> "_RuleSpec | None":
@@ -257,8 +266,7 @@ class _RuleSpec:
         )
         spec._check_dateutil_accepts()
         spec = spec._first_period_only()
-        spec._check_satisfiable()
-        return spec
+        return replace(spec, first_occurrence=spec._check_satisfiable())
 
     def _check_dateutil_accepts(self) -> None:
         """Let dateutil validate the rule as given (its constructor only)."""
@@ -355,13 +363,20 @@ class _RuleSpec:
             count = by_until if count is None else min(count, by_until)
         return count
 
-    def _check_satisfiable(self) -> None:
+    def _check_satisfiable(self) -> datetime:
         """Reject rules that can never produce an occurrence.
 
         dateutil rejects some such rules itself but iterates others until the
         year 9999 (seconds of CPU, on every query). Cheap analytic checks catch
         the common cases (February 30th, months or weekdays the interval
-        never reaches); a probe for the first occurrence catches the rest.
+        never reaches); a bounded walk of the rule's days (never dateutil)
+        finds the first occurrence, or that there is none. A rule whose first
+        occurrence is further from its start than the walk may go (decades
+        of days that pass its day filters) is rejected too.
+
+        Returns:
+            The first occurrence (ignoring ``until``).
+
         """
         months = set(self.bymonth or range(1, 13))
         if self.freq == Frequency.MONTHLY:
@@ -380,13 +395,33 @@ class _RuleSpec:
                 "recurrence rule never occurs: the interval never reaches the "
                 "selected weekdays, hours and minutes"
             )
-        try:
-            pattern = self.build(self.dtstart, count=None, until=None)
-            first = next(_safe(pattern), None)
-        except ValueError as err:  # dateutil raises some errors lazily
-            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
-        if first is None:
+        if self.freq == Frequency.MINUTELY and not self._minutes_reachable():
+            # dateutil raises this one lazily, while iterating.
+            raise InvalidDispatchError(
+                "invalid recurrence rule: the interval never reaches the selected "
+                "hours and minutes"
+            )
+        probe = _Walker(self, 1, use_until=False)
+        if not probe.walk(_PROBE_BUDGET):
+            raise InvalidDispatchError(
+                "recurrence rule does not occur within decades of its start"
+            )
+        if probe.found is None:
             raise InvalidDispatchError("recurrence rule never occurs")
+        return probe.found
+
+    def _minutes_reachable(self) -> bool:
+        """Tell whether a MINUTELY grid meets the hour and minute filters.
+
+        Modulo one day the grid is a residue class modulo gcd(interval, 1440).
+        """
+        modulus = math.gcd(self.interval, _MINUTES_PER_DAY)
+        origin = self.dtstart.hour * 60 + self.dtstart.minute
+        return any(
+            (self.byhour is None or slot // 60 in self.byhour)
+            and (self.byminute is None or slot % 60 in self.byminute)
+            for slot in range(origin % modulus, _MINUTES_PER_DAY, modulus)
+        )
 
     def _weekdays_reachable(self) -> bool:
         """Tell whether the grid of a sub-weekly rule meets its weekday filter.
@@ -429,11 +464,20 @@ class _OccurrenceSource(ABC):
     """Ascending occurrences of a recurrence rule, from any instant on."""
 
     def __init__(self, spec: _RuleSpec) -> None:
-        self.floor = spec.first  # no occurrence lies before this
+        # No occurrence lies before this.
+        self.floor = spec.first_occurrence or spec.first
 
     @abstractmethod
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
+
+    @property
+    def needs_preparation(self) -> bool:
+        """Tell whether :meth:`prepare` has work to do."""
+        return False
+
+    def prepare(self) -> None:  # noqa: B027 - an optional hook
+        """Do the work that compiling left undone (nothing by default)."""
 
     def between(self, low: datetime, high: datetime) -> list[datetime]:
         """List the occurrences in ``[low, high)``, ascending."""
@@ -591,36 +635,41 @@ class _JumpingSource(_OccurrenceSource):
 
 
 class _CountedSource(_OccurrenceSource):
-    """Occurrences of a rule with ``count``, in O(1) memory.
+    """Occurrences of a rule with ``count``.
 
-    Whether an occurrence is within the count depends on all earlier ones.
     Without ``count`` the rule yields the same occurrences up to the
-    count-th, so those come from a jumping source, and the original rule is
-    walked from ``dtstart`` only to confirm that an occurrence is not past the
-    count-th. The walk is remembered (one position), so it costs at most
-    ``count`` steps over the schedule's lifetime, and only as far as the
-    instants asked about.
+    count-th, so those come from a jumping source; the count-th occurrence
+    itself is found by walking the rule's days (:class:`._Walker`), not its
+    occurrences. Compiling walks a bounded number of steps (decades of a
+    dense rule; a sparse rule's whole life); the rest of the walk is done by
+    :meth:`prepare` or, failing that, as far as the instants asked about.
     """
 
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
+        assert spec.count is not None
         self._pattern = _JumpingSource(spec)  # ignores count, keeps until
-        # dateutil warns when given both count and until (RFC 5545 forbids
-        # it, the client's oneof prevents it); until is in the pattern.
-        self._walker = _safe(spec.build(spec.dtstart, count=spec.count, until=None))
-        self._walked: datetime | None = None  # the latest occurrence walked
-        self._exhausted = False  # then `_walked` is the count-th occurrence
+        self._count = spec.count
+        self._walker = _Walker(spec, spec.count)
+        self._walker.walk(_COUNT_BUDGET)
+
+    @property
+    def needs_preparation(self) -> bool:
+        """Tell whether the count-th occurrence is still to be found."""
+        return not self._walker.done
+
+    def prepare(self) -> None:
+        """Find the count-th occurrence (or that there is none)."""
+        self._walker.walk(None)
 
     def _within_count(self, occurrence: datetime) -> bool:
-        while not self._exhausted and (
-            self._walked is None or self._walked < occurrence
-        ):
-            walked = next(self._walker, None)
-            if walked is None:
-                self._exhausted = True
-            else:
-                self._walked = walked
-        return self._walked is not None and occurrence <= self._walked
+        walker = self._walker
+        walker.walk(None, past=occurrence.toordinal())
+        if not walker.done:
+            return True  # the count is not reached by that day
+        if walker.found is None:  # fewer occurrences than the count
+            return self._count > 0
+        return occurrence <= walker.found
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""

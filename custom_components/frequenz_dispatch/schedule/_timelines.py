@@ -36,6 +36,14 @@ class _Timeline(ABC):
     def runs_between(self, start: datetime, end: datetime) -> Iterator[Run]:
         """See :meth:`Schedule.runs_between`."""
 
+    @property
+    def needs_preparation(self) -> bool:
+        """See :attr:`Schedule.needs_preparation`."""
+        return False
+
+    def prepare(self) -> None:  # noqa: B027 - an optional hook
+        """See :meth:`Schedule.prepare`."""
+
 
 class _NeverTimeline(_Timeline):
     """Inactive, zero duration: never runs."""
@@ -196,6 +204,15 @@ class _RuleTimeline(_Timeline):
         # cheap for sparse rules, few rebuilt rules for dense ones.
         self._initial_span = min(duration, nominal_period)
         self._chains: list[_Chain] = []
+
+    @property
+    def needs_preparation(self) -> bool:
+        """See :attr:`Schedule.needs_preparation`."""
+        return self._source.needs_preparation
+
+    def prepare(self) -> None:
+        """See :meth:`Schedule.prepare`."""
+        self._source.prepare()
 
     def _window_start(self, occurrence: datetime) -> datetime:
         return max(occurrence, self._clip)
