@@ -1215,3 +1215,28 @@ def test_impossible_yearly_leap_day_is_rejected_without_iterating(
     with pytest.raises(InvalidDispatchError, match="never occurs"):
         Schedule(make_dispatch(start, HOUR, recurrence))
     assert dateutil_periods[0] < 10  # was about 2000 (one per period to 9999)
+
+
+def test_rare_occurrences_are_found_without_iterating_dateutil(
+    dateutil_periods: list[int],
+) -> None:
+    """February 29th on a Monday at 08:xx: dateutil stepped every day between."""
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        bymonths=[2],
+        bymonthdays=[29],
+        byweekdays=[Weekday.MONDAY],
+    )
+    start = datetime(2017, 3, 1, tzinfo=UTC)
+    schedule = Schedule(make_dispatch(start, timedelta(seconds=30), recurrence))
+    leap_monday = datetime(2044, 2, 29, 8, tzinfo=UTC)
+    assert schedule.next_start(start) == leap_monday
+    assert schedule.next_start(leap_monday + 59 * MINUTE) == datetime(
+        2072, 2, 29, 8, tzinfo=UTC
+    )
+    assert not schedule.is_running(leap_monday - US)
+    assert schedule.run_at(leap_monday + MINUTE) == Run(
+        leap_monday + MINUTE, leap_monday + MINUTE + timedelta(seconds=30)
+    )
+    assert dateutil_periods[0] == 0  # was about 10 000 days, 1 s

@@ -33,8 +33,8 @@ from ._rules import (
     _UNIT,
     _clamp_to_utc,
     _CountedSource,
-    _JumpingSource,
     _OccurrenceSource,
+    _PatternSource,
     _RuleSpec,
     _to_utc,
 )
@@ -57,13 +57,13 @@ class Schedule:
 
     Evaluation cost does not grow with the dispatch's age: rules that are a
     plain arithmetic progression (one-shots; no by-fields and a fixed-length
-    frequency) are answered in closed form; other rules start dateutil at the
-    recurrence period containing the instant asked about instead of at
-    ``start_time``. Only a ``count`` end criterion depends on every earlier
-    occurrence: for such rules (with by-fields) the count-th occurrence is
-    found by counting occurrences a day at a time (never iterating them),
-    while compiling if that takes a bounded number of steps, else in
-    :meth:`prepare` (see :attr:`needs_preparation`).
+    frequency) are answered in closed form; other rules walk the rule's days
+    from the day asked about (jumping over excluded months, grid gaps and
+    days), never iterating dateutil from ``start_time``. Only a ``count`` end
+    criterion depends on every earlier occurrence: for such rules (with
+    by-fields) the count-th occurrence is found by counting occurrences a day
+    at a time (never iterating them), while compiling if that takes a bounded
+    number of steps, else in :meth:`prepare` (see :attr:`needs_preparation`).
 
     Occurrences past the year 9999 do not exist: a window that would end
     after it never ends, and no query raises for any schedule that compiled.
@@ -264,6 +264,6 @@ def _compile(
             clip=start,
         )
     source: _OccurrenceSource = (
-        _CountedSource(spec) if spec.count is not None else _JumpingSource(spec)
+        _CountedSource(spec) if spec.count is not None else _PatternSource(spec)
     )
     return _RuleTimeline(source, duration, start, spec.interval * _UNIT[spec.freq])

@@ -1,14 +1,14 @@
 """Recurrence rules of the scheduling model: validation and occurrences.
 
-:class:`_RuleSpec` validates a dispatch's recurrence rule and spells out every
-by-field dateutil would default; the occurrence sources yield its occurrences
-from any instant on without iterating from ``start_time``. Internal to
-the package :mod:`.schedule`.
+:class:`_RuleSpec` validates a dispatch's recurrence rule (dateutil's
+constructor has the last word on what is valid) and spells out every by-field
+dateutil would default; the occurrence sources yield its occurrences from any
+instant on, walking the rule's days (:mod:`._counting`) rather than iterating
+dateutil from ``start_time``. Internal to the package :mod:`.schedule`.
 """
 
 from abc import ABC, abstractmethod
 import calendar
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import MAXYEAR, UTC, datetime, timedelta
@@ -19,10 +19,8 @@ from typing import Final, Literal
 from dateutil import rrule as du
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
 
-from ._counting import _Walker
+from ._counting import _RuleDays, _Walker
 from ._types import InvalidDispatchError
-
-_RULE_CACHE_SIZE: Final = 16
 
 _DuFreq = Literal[0, 1, 2, 3, 4, 5, 6]
 _DU_FREQ: Final[dict[Frequency, _DuFreq]] = {
@@ -47,15 +45,13 @@ _FIXED_LENGTH: Final = frozenset(
     {Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY, Frequency.WEEKLY}
 )
 _MAX_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_SKIPPABLE: Final = frozenset({Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY})
-_SKIP_SEARCH_STEPS: Final = 400  # enough to find a February 29th
 _MINUTES_PER_WEEK: Final = 7 * 24 * 60
 _MINUTES_PER_DAY: Final = 24 * 60
-# Walking steps (a day or a month each, well under a microsecond) allowed on
-# the event loop: to find a rule's first occurrence, and to find the count-th
-# occurrence while compiling (the rest is left to Schedule.prepare()).
-_PROBE_BUDGET: Final = 10_000
-_COUNT_BUDGET: Final = 10_000
+# Walking steps (see _RuleDays; about 0.5 us each) allowed while compiling:
+# to find a rule's first occurrence, and to find the count-th occurrence (the
+# rest is left to Schedule.prepare()). Together about 8 ms at most.
+_PROBE_BUDGET: Final = 8_000
+_COUNT_BUDGET: Final = 8_000
 _HOURS_PER_WEEK: Final = 7 * 24
 
 
@@ -119,21 +115,6 @@ def _minus(instant: datetime, delta: timedelta) -> datetime:
         return instant - delta
     except OverflowError:
         return _MIN
-
-
-def _safe(occurrences: Iterable[datetime]) -> Iterator[datetime]:
-    """Iterate dateutil occurrences; running out of datetime's range ends them.
-
-    dateutil stops at the year 9999 for most rules but raises OverflowError
-    for some (computing a date past it): either way there are no more.
-    """
-    iterator = iter(occurrences)
-    while True:
-        try:
-            occurrence = next(iterator)
-        except (StopIteration, OverflowError):
-            return
-        yield occurrence
 
 
 def _sorted_unique(values: Iterable[int]) -> tuple[int, ...] | None:
@@ -484,161 +465,29 @@ class _OccurrenceSource(ABC):
         return list(itertools.takewhile(lambda o: o < high, self.iter_from(low)))
 
 
-class _JumpingSource(_OccurrenceSource):
-    """Occurrences of a rule without ``count``, in time independent of age.
+class _PatternSource(_OccurrenceSource):
+    """Occurrences of a rule ignoring ``count``, in time independent of age.
 
-    dateutil always iterates from ``dtstart``. An equivalent rule is built
-    whose ``dtstart`` is the start of the recurrence period containing the
-    instant asked about: a whole number of ``interval`` periods after the
-    original period, so the period grid is unchanged, and with every defaulted
-    by-field explicit, so the periods produce the same occurrences. ``until``
-    keeps its meaning; without ``count`` no occurrence depends on earlier ones.
+    dateutil always iterates from ``dtstart``, period by period (minute by
+    minute through excluded hours of a MINUTELY rule). The rule's days are
+    walked instead, from the day of the instant asked about, jumping over
+    months, grid gaps and days its by-fields exclude (:class:`._RuleDays`).
     """
 
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
-        self._spec = spec
-        self._origin = _period_origin(spec.freq, spec.dtstart)
-        self._rules: OrderedDict[datetime, du.rrule] = OrderedDict()
+        self._days = _RuleDays(spec)
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
-        until = self._spec.until
-        if until is not None and instant > until:
-            return
-        dtstart = self._jump_start(self._skip_excluded(instant))
-        if dtstart is None:
-            return
-        for occurrence in _safe(self._rule(dtstart)):
-            if occurrence >= instant:
-                yield occurrence
-
-    def _rule(self, dtstart: datetime) -> du.rrule:
-        rule = self._rules.get(dtstart)
-        if rule is not None:
-            self._rules.move_to_end(dtstart)
-            return rule
-        rule = self._spec.build(dtstart, count=None, until=self._spec.until)
-        self._rules[dtstart] = rule
-        if len(self._rules) > _RULE_CACHE_SIZE:
-            self._rules.popitem(last=False)
-        return rule
-
-    def _skip_excluded(self, instant: datetime) -> datetime:
-        """Move ``instant`` past the days (and hours) the by-fields exclude.
-
-        For MINUTELY, HOURLY and DAILY rules dateutil steps through excluded
-        periods one at a time (minute by minute through excluded hours), e.g.
-        for months until the next allowed month. Nothing can occur there, so
-        the jump may land after them. The search is bounded; whatever it
-        skipped so far is excluded, so stopping early is still exact.
-        """
-        spec = self._spec
-        if spec.freq not in _SKIPPABLE:
-            return instant
-        hours = spec.byhour if spec.freq != Frequency.DAILY else None
-        if (
-            hours is None
-            and spec.bymonth is None
-            and spec.bymonthday is None
-            and spec.byweekday is None
-        ):
-            return instant
-        current = instant.astimezone(UTC)
-        for _ in range(_SKIP_SEARCH_STEPS):
-            if spec.bymonth is not None and current.month not in spec.bymonth:
-                later = [m for m in spec.bymonth if m > current.month]
-                year = current.year if later else current.year + 1
-                if year > MAXYEAR:
-                    return current
-                month = later[0] if later else spec.bymonth[0]
-                current = datetime(year, month, 1, tzinfo=UTC)
-                continue
-            if self._day_allowed(current):
-                later_hours = [h for h in hours or (current.hour,) if h >= current.hour]
-                if later_hours:
-                    if later_hours[0] > current.hour:
-                        current = current.replace(
-                            hour=later_hours[0], minute=0, second=0, microsecond=0
-                        )
-                    return current
-            try:
-                current = current.replace(
-                    hour=0, minute=0, second=0, microsecond=0
-                ) + timedelta(days=1)
-            except OverflowError:
-                return current
-        return current
-
-    def _day_allowed(self, instant: datetime) -> bool:
-        """Tell whether the day of ``instant`` passes the day-level by-fields."""
-        spec = self._spec
-        if spec.byweekday is not None and instant.weekday() not in spec.byweekday:
-            return False
-        if spec.bymonthday is not None:
-            length = calendar.monthrange(instant.year, instant.month)[1]
-            # dateutil matches negative days counted from the month's end.
-            if (
-                instant.day not in spec.bymonthday
-                and instant.day - length - 1 not in spec.bymonthday
-            ):
-                return False
-        return True
-
-    def _jump_start(self, instant: datetime) -> datetime | None:
-        """The ``dtstart`` of a rule producing every occurrence >= ``instant``.
-
-        It is the start of the earliest period (of the original grid) that
-        ends after ``instant``, but never earlier than the original
-        ``dtstart``: if that period is the first one, the original is used.
-        None if that period is beyond what datetime can represent.
-        """
-        spec = self._spec
-        try:
-            if spec.freq in _FIXED_LENGTH:
-                step = spec.interval * _UNIT[spec.freq]
-                index = (instant - self._origin) // step
-                if instant >= self._origin + index * step + _UNIT[spec.freq]:
-                    index += 1  # instant lies after period `index`, in a gap
-                if index <= 0:
-                    return spec.dtstart
-                period = self._origin + index * step
-                if spec.freq == Frequency.WEEKLY and period < instant:
-                    # dateutil enumerates a week from dtstart's day on and
-                    # then steps from the week's Monday, so starting on the
-                    # instant's day skips up to six days of candidates.
-                    period = instant.astimezone(UTC).replace(
-                        hour=0, minute=0, second=0, microsecond=0
-                    )
-                return period
-            instant = instant.astimezone(UTC)
-            if spec.freq == Frequency.MONTHLY:
-                origin = spec.dtstart.year * 12 + spec.dtstart.month - 1
-                target = instant.year * 12 + instant.month - 1
-                index = -((origin - target) // spec.interval)  # ceil division
-                if index <= 0:
-                    return spec.dtstart
-                month = origin + index * spec.interval
-                if month // 12 > MAXYEAR:
-                    return None
-                return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            # YEARLY
-            index = -((spec.dtstart.year - instant.year) // spec.interval)
-            if index <= 0:
-                return spec.dtstart
-            year = spec.dtstart.year + index * spec.interval
-            if year > MAXYEAR:
-                return None
-            return datetime(year, 1, 1, tzinfo=UTC)
-        except OverflowError:
-            return None
+        return self._days.occurrences_from(max(instant, self.floor).astimezone(UTC))
 
 
 class _CountedSource(_OccurrenceSource):
     """Occurrences of a rule with ``count``.
 
     Without ``count`` the rule yields the same occurrences up to the
-    count-th, so those come from a jumping source; the count-th occurrence
+    count-th, so those come from a pattern source; the count-th occurrence
     itself is found by walking the rule's days (:class:`._Walker`), not its
     occurrences. Compiling walks a bounded number of steps (decades of a
     dense rule; a sparse rule's whole life); the rest of the walk is done by
@@ -648,7 +497,7 @@ class _CountedSource(_OccurrenceSource):
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
         assert spec.count is not None
-        self._pattern = _JumpingSource(spec)  # ignores count, keeps until
+        self._pattern = _PatternSource(spec)  # ignores count, keeps until
         self._count = spec.count
         self._walker = _Walker(spec, spec.count)
         self._walker.walk(_COUNT_BUDGET)
