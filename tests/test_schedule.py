@@ -1059,7 +1059,13 @@ def test_extreme_values_never_raise_after_construction(
         assert schedule.is_running(now) == (run is not None)
         following = schedule.next_start(now)
         assert following is None or following > now
-        for low, high in ((now, MAX_UTC), (MIN_UTC, now)):
+        try:
+            utc_now = now.astimezone(UTC)
+        except OverflowError:  # outside the years 1..9999 in UTC
+            offset = now.utcoffset()
+            utc_now = MAX_UTC if offset is not None and offset < DAY * 0 else MIN_UTC
+        day_before = max(utc_now, MIN_UTC + DAY) - DAY
+        for low, high in ((now, MAX_UTC), (day_before, now)):
             for found in itertools.islice(schedule.runs_between(low, high), 3):
                 assert found.end is None or found.start < found.end
 

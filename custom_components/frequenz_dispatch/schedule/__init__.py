@@ -45,9 +45,9 @@ from ._timelines import (
     _RuleTimeline,
     _Timeline,
 )
-from ._types import MERGE_CAP, InvalidDispatchError, Run
+from ._types import MERGE_CAP, MERGE_WORK_CAP, InvalidDispatchError, Run
 
-__all__ = ["MERGE_CAP", "InvalidDispatchError", "Run", "Schedule"]
+__all__ = ["MERGE_CAP", "MERGE_WORK_CAP", "InvalidDispatchError", "Run", "Schedule"]
 
 _ZERO: Final = timedelta(0)
 
@@ -169,7 +169,8 @@ class Schedule:
         Returns:
             The start of the next run. None if no run starts after ``now``, or
             if ``now`` lies in a run whose end is beyond :data:`MERGE_CAP`
-            occurrences (re-ask at ``run_at(now).end``).
+            occurrences or :data:`MERGE_WORK_CAP` steps (re-ask at
+            ``run_at(now).end``).
 
         Raises:
             ValueError: If ``now`` is naive.
@@ -180,9 +181,12 @@ class Schedule:
     def runs_between(self, start: datetime, end: datetime) -> Iterator[Run]:
         """Iterate over the runs intersecting ``[start, end)``, in order.
 
-        Runs are merged exactly inside the range; :data:`MERGE_CAP` only
-        limits how far the first run is followed back before ``start`` and the
-        last one forward past ``end``.
+        Runs are merged exactly inside the range, so the cost grows with the
+        occurrences in it; :data:`MERGE_CAP` and :data:`MERGE_WORK_CAP` limit
+        how far runs are followed outside it: back before ``start``, forward
+        past ``end``, and through the windows that began before ``start``
+        (then the run covering ``start`` has a provisional end and is the
+        last one yielded).
 
         Args:
             start: Inclusive start of the range (aware).

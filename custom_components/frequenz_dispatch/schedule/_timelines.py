@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from ._rules import _MAX, _minus, _OccurrenceSource, _plus, _shift
-from ._types import MERGE_CAP, Run
+from ._types import MERGE_CAP, MERGE_WORK_CAP, Run
 
 _CHAIN_CACHE_SIZE: Final = 8
 
@@ -184,7 +184,7 @@ class _ProgressionTimeline(_Timeline):
 @dataclass(frozen=True, slots=True)
 class _Chain:
     run: Run
-    capped: bool  # the forward merge hit MERGE_CAP: run.end is provisional
+    capped: bool  # the forward merge hit a cap: run.end is provisional
 
 
 class _RuleTimeline(_Timeline):
@@ -254,7 +254,7 @@ class _RuleTimeline(_Timeline):
             return None
         if first > now:
             return None
-        end, capped, _ = self._extend_forward(first, occurrences, uncapped_before=first)
+        end, capped, _ = self._extend_forward(first, occurrences, exact=(first, first))
         start = self._extend_backward(first)
         chain = _Chain(Run(self._window_start(start), end), capped)
         self._chains.insert(0, chain)
@@ -266,15 +266,16 @@ class _RuleTimeline(_Timeline):
         occurrence: datetime,
         following: Iterator[datetime],
         *,
-        uncapped_before: datetime,
+        exact: tuple[datetime, datetime],
     ) -> tuple[datetime | None, bool, datetime | None]:
         """Merge the windows following ``occurrence``'s while they touch.
 
         Args:
             occurrence: The occurrence whose window starts the chain.
             following: The occurrences after it, ascending.
-            uncapped_before: Occurrences before this do not count towards
-                :data:`MERGE_CAP`.
+            exact: Occurrences in ``[exact[0], exact[1])`` do not count
+                towards :data:`MERGE_CAP` (nor their walking steps towards
+                :data:`MERGE_WORK_CAP`).
 
         Returns:
             The chain's end (None: past the year 9999, never), whether the
@@ -286,15 +287,18 @@ class _RuleTimeline(_Timeline):
         if end is None:
             return None, False, None
         counted = 0
+        budget = self._source.work + MERGE_WORK_CAP
         for nxt in following:
             if nxt > end:
                 return end, False, nxt
             end = self._window_end(nxt)
             if end is None:
                 return None, False, None
-            if nxt >= uncapped_before:
+            if exact[0] <= nxt < exact[1]:
+                budget = self._source.work + MERGE_WORK_CAP
+            else:
                 counted += 1
-                if counted >= MERGE_CAP:
+                if counted >= MERGE_CAP or self._source.work > budget:
                     return end, True, None
         return end, False, None
 
@@ -308,6 +312,7 @@ class _RuleTimeline(_Timeline):
         chain_start = high = occurrence
         span = self._initial_span
         counted = 0
+        budget = self._source.work + MERGE_WORK_CAP
         floor = self._source.floor
         while high > floor:
             low = floor if span >= high - floor else high - span
@@ -320,7 +325,7 @@ class _RuleTimeline(_Timeline):
                     return chain_start
                 chain_start = previous
                 counted += 1
-                if counted >= MERGE_CAP:
+                if counted >= MERGE_CAP or self._source.work > budget:
                     return chain_start
             high = low
             span *= 2
@@ -359,7 +364,7 @@ class _RuleTimeline(_Timeline):
             chain_start = self._extend_backward(occurrence)
         while self._window_start(occurrence) < end:
             chain_end, capped, nxt = self._extend_forward(
-                occurrence, occurrences, uncapped_before=end
+                occurrence, occurrences, exact=(start, end)
             )
             yield Run(self._window_start(chain_start), chain_end)
             if capped or nxt is None or chain_end is None:
