@@ -51,7 +51,7 @@ _MINUTES_PER_DAY: Final = 24 * 60
 # to find a rule's first occurrence, and to find the count-th occurrence (the
 # rest is left to Schedule.prepare()). Together a few ms at most.
 _PROBE_BUDGET: Final = 8_000
-_COUNT_BUDGET: Final = 6_000
+_COUNT_BUDGET: Final = 4_000
 _HOURS_PER_WEEK: Final = 7 * 24
 
 
