@@ -29,7 +29,7 @@ from .const import DOMAIN, signal_connection, signal_dispatch, signal_type
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
-from .names import entity_name
+from .names import entity_name, type_name
 
 PARALLEL_UPDATES = 0
 BATCH = 100
@@ -149,14 +149,15 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         return f"dispatch {self.dispatch_id} {self._type}"
 
     def _name_of(self, dispatch_type: str) -> str:
-        """The sensor's name in HA's language for a dispatch of this type."""
+        """The sensor's name in HA's language: "Battery charge (dispatch 6)"."""
+        hass = self.coordinator.hass
         return entity_name(
-            self.coordinator.hass,
+            hass,
             "binary_sensor",
             "dispatch",
-            "Dispatch {dispatch_id} ({type})",
+            "{type} (dispatch {dispatch_id})",
             dispatch_id=str(self.dispatch_id),
-            type=dispatch_type,
+            type=type_name(hass, dispatch_type),
         )
 
     @callback
@@ -209,7 +210,15 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
         super().__init__(coordinator, _type_key(dispatch_type))
         self.dispatch_type = dispatch_type
         self._signal = signal_type(coordinator.config_entry.entry_id, dispatch_type)
-        self._attr_translation_placeholders = {"type": dispatch_type}
+        # "Battery charge running": the readable type, in HA's language.
+        self._attr_translation_placeholders = {
+            "type": type_name(coordinator.hass, dispatch_type)
+        }
+
+    @property
+    def suggested_object_id(self) -> str:
+        """The entity ID is built from the raw type, whatever the language."""
+        return f"{self.dispatch_type} running"
 
     async def async_added_to_hass(self) -> None:
         """Remember the exact type in the registry, so the sensor can come back."""
