@@ -188,16 +188,16 @@ async def test_relists_are_spaced_and_reset_the_back_off(
         await dispatch_server.break_streams()
         await wait_for(hass, lambda: not coordinator.connected, "disconnected")
         await wait_for(hass, waiting, "backing off")
+
+        def waiting_or_listed(lists: int = lists) -> bool:
+            return dispatch_server.list_calls > lists or waiting()
+
         for seconds in range(1, 20):
             now += timedelta(seconds=1)
             await _go_to(hass, freezer, now)
             # Each step ends when the coordinator waits again or has listed
             # (however slow the gRPC round trip), never after some real time.
-            await wait_for(
-                hass,
-                lambda lists=lists: dispatch_server.list_calls > lists or waiting(),
-                "waiting or listed",
-            )
+            await wait_for(hass, waiting_or_listed, "waiting or listed")
             if dispatch_server.list_calls > lists:
                 gaps.append(seconds)
                 break
