@@ -359,7 +359,7 @@ def watch_dispatch(
     expect(
         page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first
     ).to_be_visible()
-    entity_name = f"Dispatch {dispatch_id} (BATTERY_CHARGE)"
+    entity_name = f"Battery charge (dispatch {dispatch_id})"
     # The row's text may or may not start with the device name.
     page.get_by_text(re.compile(rf"{re.escape(entity_name)}\s*$")).first.click()
     title = page.locator("ha-more-info-dialog").get_by_text(entity_name, exact=True)

@@ -56,20 +56,45 @@ class DispatchCalendar(FrequenzDispatchEntity, CalendarEntity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "calendar")
+        self._event: CalendarEvent | None = None
 
     async def async_added_to_hass(self) -> None:
         """Recompute the current or next event whenever dispatches or runs change."""
         await super().async_added_to_hass()
+        self._event = self._current_event()
         self.async_on_remove(
             async_dispatcher_connect(
                 self.hass,
                 signal_runs_changed(self.coordinator.config_entry.entry_id),
-                self.async_write_ha_state,
+                self._runs_changed,
             )
         )
 
+    @callback
+    def _runs_changed(self) -> None:
+        """Write the state only if the current or next event changed.
+
+        The start and end of that event are HA's to write (its calendar sets
+        timers for them). Other changes still reach the calendar views that
+        follow the events live (newer HA versions push them on each state
+        write, and on this call).
+        """
+        event = self._current_event()
+        if event != self._event:
+            self._event = event
+            self.async_write_ha_state()
+            return
+        # Not in every HA version we support; it does nothing without views.
+        update_views = getattr(self, "async_update_event_listeners", None)
+        if update_views is not None:
+            update_views()
+
     @property
     def event(self) -> CalendarEvent | None:
+        """The run going on now (the earliest-started one), else the next one."""
+        return self._event
+
+    def _current_event(self) -> CalendarEvent | None:
         """The run going on now (the earliest-started one), else the next one."""
         # O(running) + O(1): the coordinator keeps the running runs and a heap
         # of next starts; never evaluate every dispatch on each change.
