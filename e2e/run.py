@@ -677,17 +677,12 @@ def watch_dispatch(
     expect(
         page.get_by_text(f"Microgrid {MICROGRID_ID}", exact=True).first
     ).to_be_visible()
-    # The raw type or its readable name, whichever the entity name uses.
-    entity_name = re.compile(
-        rf"Dispatch {dispatch_id} \((BATTERY_CHARGE|Battery charge)\)"
-    )
+    # The readable name (names.py), never the raw type.
+    entity_name = f"Battery charge (dispatch {dispatch_id})"
     # The row's text may or may not start with the device name.
-    page.get_by_text(re.compile(rf"{entity_name.pattern}\s*$")).first.click()
-    title = page.locator("ha-more-info-dialog").get_by_text(
-        re.compile(rf"^{entity_name.pattern}$")
-    )
+    page.get_by_text(re.compile(rf"{re.escape(entity_name)}\s*$")).first.click()
+    title = page.locator("ha-more-info-dialog").get_by_text(entity_name, exact=True)
     expect(title.first).to_be_visible()
-    entity_name = title.first.inner_text().strip()
     state = page.locator("ha-more-info-dialog state-card-content .state")
     expect(state).to_have_text(re.compile(r"^\s*(Not running|Running)\s*$"))
     clock.step(f"opened {entity_name!r}: {state.inner_text().strip()}")

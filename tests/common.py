@@ -156,13 +156,11 @@ class StateWrites:
     def __init__(self, hass: HomeAssistant, monkeypatch: Any) -> None:
         """Start counting."""
         self.entity_ids: list[str] = []
-        self._ignored: set[str] = set()
         machine = type(hass.states)
         original = machine.async_set_internal
 
         def counting(states: Any, entity_id: str, *args: Any, **kwargs: Any) -> None:
-            if entity_id not in self._ignored:
-                self.entity_ids.append(entity_id)
+            self.entity_ids.append(entity_id)
             original(states, entity_id, *args, **kwargs)
 
         # The state machine has slots: count on its class.
@@ -171,12 +169,3 @@ class StateWrites:
     def clear(self) -> None:
         """Forget what was counted."""
         self.entity_ids.clear()
-
-    def ignore(self, entity_id: str) -> None:
-        """Do not count this entity.
-
-        Used for the calendar, which (for now) rewrites itself on every change
-        of the entry; the rule "write only what changed" is checked for the
-        entities of this engine.
-        """
-        self._ignored.add(entity_id)

@@ -8,7 +8,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
-from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+from frequenz.client.dispatch.recurrence import (
+    EndCriteria,
+    Frequency,
+    RecurrenceRule,
+    Weekday,
+)
 import grpc
 import pytest
 
@@ -125,6 +130,43 @@ async def test_update_sets_recurrence_and_start(api: DispatchApi) -> None:
     assert updated.dispatch.start_time == later
     assert updated.dispatch.recurrence.frequency is Frequency.HOURLY
     assert updated.dispatch.recurrence.byminutes == [0, 30]
+
+
+async def test_far_count_rules_arrive_prepared(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """A count rule whose end lies millennia ahead is compiled off the loop."""
+    rule = RecurrenceRule(
+        frequency=Frequency.YEARLY,
+        interval=1,
+        bymonths=[2],
+        bymonthdays=[29],
+        byweekdays=[Weekday.MONDAY],
+        end_criteria=EndCriteria(count=100),  # Monday 29 February: ~2800 years
+    )
+    created = _valid(
+        await api.create(
+            dispatch_type="X",
+            start_time=_soon(),
+            duration=timedelta(seconds=1),
+            target=[1],
+            payload={},
+            recurrence=rule,
+        )
+    )
+    assert not created.schedule.needs_preparation
+    [listed] = await api.list_all()
+    assert not _valid(listed).schedule.needs_preparation
+    assert not _valid(await api.get(created.id)).schedule.needs_preparation
+    stream = api.open_stream()
+    try:
+        updates = aiter(stream)
+        await dispatch_server.wait_for_streams()
+        dispatch_server.update(MICROGRID_ID, created.id, payload={"w": 1})
+        update = await asyncio.wait_for(anext(updates), 10)
+    finally:
+        stream.cancel()
+    assert not _valid(update.item).schedule.needs_preparation
 
 
 async def test_server_invalid_argument(api: DispatchApi) -> None:

@@ -7,14 +7,18 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+from homeassistant.components.calendar import CalendarEntity
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
+import pytest
+from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.frequenz_dispatch.calendar import MAX_EVENTS_PER_QUERY
 from dispatch_sim.server import DispatchSimulator
 
-from .common import create_dispatch, go_to, setup_and_follow, wait_for
+from .common import StateWrites, create_dispatch, go_to, setup_and_follow, wait_for
+from .conftest import DOMAIN
 
 CALENDAR = "calendar.microgrid_42_dispatches"
 
@@ -275,3 +279,69 @@ async def test_calendar_trigger_with_an_offset(
     await hass.services.async_call(
         "automation", "turn_off", {"entity_id": "all"}, blocking=True
     )
+
+
+async def test_state_is_written_only_when_its_event_changes(
+    hass: HomeAssistant,
+    hass_ws_client: WebSocketGenerator,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A change that leaves the current/next event as it is writes no state.
+
+    It still reaches a calendar view that follows the events live (HA versions
+    with `calendar/event/subscribe`).
+    """
+    create_dispatch(
+        dispatch_server,
+        start_time=t0 + timedelta(minutes=10),
+        duration=timedelta(minutes=5),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    writes = StateWrites(hass, monkeypatch)
+    live = hasattr(CalendarEntity, "async_update_event_listeners")
+    if live:
+        client = await hass_ws_client(hass)
+        await client.send_json_auto_id(
+            {
+                "type": "calendar/event/subscribe",
+                "entity_id": CALENDAR,
+                "start": t0.isoformat(),
+                "end": (t0 + timedelta(days=2)).isoformat(),
+            }
+        )
+        assert (await client.receive_json())["success"]
+        first = await client.receive_json()
+        assert [e["summary"] for e in first["event"]["events"]] == ["Battery charge"]
+
+    create_dispatch(
+        dispatch_server,
+        type="PV_CURTAILMENT",
+        start_time=t0 + timedelta(days=1),
+        duration=timedelta(minutes=5),
+    )
+    if live:
+        pushed = await client.receive_json()
+        assert [e["summary"] for e in pushed["event"]["events"]] == [
+            "Battery charge",
+            "PV curtailment",
+        ]
+    else:
+        coordinator = hass.config_entries.async_entries(DOMAIN)[0].runtime_data
+        await wait_for(hass, lambda: len(coordinator.dispatches()) == 2, "listed")
+    assert CALENDAR not in writes.entity_ids
+
+    # An earlier one becomes the next event: written.
+    create_dispatch(
+        dispatch_server,
+        type="EV_CHARGING_LIMIT",
+        start_time=t0 + timedelta(minutes=5),
+        duration=timedelta(minutes=5),
+    )
+    await wait_for(hass, lambda: CALENDAR in writes.entity_ids, "written")
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.attributes["message"] == "EV charging limit"
+    assert writes.entity_ids.count(CALENDAR) == 1

@@ -160,7 +160,7 @@ async def test_dispatch_sensor_lifecycle(
     assert _state(hass, entity_id) == STATE_OFF
     assert attrs.pop(ATTR_DEVICE_CLASS) == BinarySensorDeviceClass.RUNNING
     assert attrs.pop(ATTR_FRIENDLY_NAME) == (
-        f"Microgrid 42 Dispatch {dispatch_id} (BATTERY_CHARGE)"
+        f"Microgrid 42 Battery charge (dispatch {dispatch_id})"
     )
     expected = {
         "dispatch_id": dispatch_id,
@@ -298,19 +298,70 @@ async def test_type_change_renames_the_dispatch_sensor(
     dispatch_id = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
     entry = await _setup(hass, entry_data, dispatch_server)
     entity_id = _entity_id(hass, entry, "binary_sensor", f"dispatch_{dispatch_id}")
-    name = f"Microgrid 42 Dispatch {dispatch_id} (BATTERY_CHARGE)"
+    name = f"Microgrid 42 Battery charge (dispatch {dispatch_id})"
     assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == name
     dispatch_server.update(MICROGRID_ID, dispatch_id, type="PV_LIMIT")
     await wait_for(
         hass, lambda: _attrs(hass, entity_id)["type"] == "PV_LIMIT", "type changed"
     )
+    # A type without a translation reads in its readable form.
     assert _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME] == (
-        f"Microgrid 42 Dispatch {dispatch_id} (PV_LIMIT)"
+        f"Microgrid 42 PV limit (dispatch {dispatch_id})"
     )
     registry_entry = er.async_get(hass).async_get(entity_id)
     assert registry_entry is not None
-    assert registry_entry.original_name == f"Dispatch {dispatch_id} (PV_LIMIT)"
+    assert registry_entry.original_name == f"PV limit (dispatch {dispatch_id})"
+    # The entity ID stays (a user's automations keep working).
+    assert entity_id.endswith(f"_dispatch_{dispatch_id}_battery_charge")
     assert _registered(hass, entry, "binary_sensor", "type_pv_limit")
+
+
+async def test_names_follow_the_language_entity_ids_the_raw_type(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """German names; entity IDs built from the raw type as README documents."""
+    hass.config.language = "de"
+    dispatch_id = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    entry = await _setup(hass, entry_data, dispatch_server)
+    dispatch_entity = _entity_id(
+        hass, entry, "binary_sensor", f"dispatch_{dispatch_id}"
+    )
+    type_entity = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    assert dispatch_entity == (
+        f"binary_sensor.microgrid_42_dispatch_{dispatch_id}_battery_charge"
+    )
+    assert type_entity == "binary_sensor.microgrid_42_battery_charge_running"
+    assert _attrs(hass, dispatch_entity)[ATTR_FRIENDLY_NAME] == (
+        f"Microgrid 42 Batterieladung (Dispatch {dispatch_id})"
+    )
+    assert _attrs(hass, type_entity)[ATTR_FRIENDLY_NAME] == (
+        "Microgrid 42 Batterieladung läuft"
+    )
+    # A new type renames the sensor in German too; the new type's sensor
+    # gets its entity ID from the raw type.
+    dispatch_server.update(MICROGRID_ID, dispatch_id, type="FCR_PREQUALIFICATION")
+    await wait_for(
+        hass,
+        lambda: _attrs(hass, dispatch_entity)["type"] == "FCR_PREQUALIFICATION",
+        "type changed",
+    )
+    name = f"FCR-Präqualifikation (Dispatch {dispatch_id})"
+    assert _attrs(hass, dispatch_entity)[ATTR_FRIENDLY_NAME] == f"Microgrid 42 {name}"
+    registry_entry = er.async_get(hass).async_get(dispatch_entity)
+    assert registry_entry is not None
+    assert registry_entry.original_name == name
+    new_type_entity = _entity_id(
+        hass, entry, "binary_sensor", "type_fcr_prequalification"
+    )
+    assert new_type_entity == (
+        "binary_sensor.microgrid_42_fcr_prequalification_running"
+    )
+    assert _attrs(hass, new_type_entity)[ATTR_FRIENDLY_NAME] == (
+        "Microgrid 42 FCR-Präqualifikation läuft"
+    )
 
 
 # -- work per change --------------------------------------------------------------
@@ -332,7 +383,6 @@ async def test_one_stream_message_writes_only_what_it_changes(
     recorder = EventRecorder().attach(hass)
     writes = StateWrites(hass, monkeypatch)
     changed = ids[10]
-    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
     dispatch_server.update(MICROGRID_ID, changed, payload={"power_w": 1})
     await wait_for(hass, lambda: recorder.kinds() == ["updated"], "updated")
     await settle(hass, 0.1)
@@ -342,7 +392,8 @@ async def test_one_stream_message_writes_only_what_it_changes(
             _entity_id(hass, entry, "event", "dispatch_event"),
         ]
     )
-    # The running one's payload: its sensor; the type's set does not change.
+    # The running one's payload: its sensor, and the calendar, whose event
+    # (the current run) shows the payload; the type's set does not change.
     writes.clear()
     dispatch_server.update(MICROGRID_ID, running, payload={"power_w": 2})
     await wait_for(hass, lambda: len(recorder.events) == 2, "updated again")
@@ -350,6 +401,7 @@ async def test_one_stream_message_writes_only_what_it_changes(
     assert sorted(writes.entity_ids) == sorted(
         [
             _entity_id(hass, entry, "binary_sensor", f"dispatch_{running}"),
+            _entity_id(hass, entry, "calendar", "calendar"),
             _entity_id(hass, entry, "event", "dispatch_event"),
         ]
     )
@@ -375,7 +427,6 @@ async def test_a_start_costs_the_same_at_any_size(
     entry = await _setup(hass, entry_data, dispatch_server)
     coordinator: FrequenzDispatchCoordinator = entry.runtime_data
     writes = StateWrites(hass, monkeypatch)
-    writes.ignore(_entity_id(hass, entry, "calendar", "calendar"))
     evaluations = coordinator.evaluations
     await _go_to(hass, freezer, start)
     assert coordinator.evaluations - evaluations == 1
@@ -386,6 +437,8 @@ async def test_a_start_costs_the_same_at_any_size(
             _entity_id(hass, entry, "sensor", "running_dispatches"),
             _entity_id(hass, entry, "sensor", "next_start"),
             _entity_id(hass, entry, "event", "dispatch_event"),
+            # on: its event (the starting run, already its next) stays
+            _entity_id(hass, entry, "calendar", "calendar"),
         ]
     )
 
@@ -417,7 +470,7 @@ async def test_type_sensor_spans_overlapping_dispatches(
     assert entity_id == "binary_sensor.microgrid_42_battery_charge_running"
     attrs = _attrs(hass, entity_id)
     assert attrs[ATTR_DEVICE_CLASS] == BinarySensorDeviceClass.RUNNING
-    assert attrs[ATTR_FRIENDLY_NAME] == "Microgrid 42 BATTERY_CHARGE running"
+    assert attrs[ATTR_FRIENDLY_NAME] == "Microgrid 42 Battery charge running"
     assert _state(hass, entity_id) == STATE_OFF
     assert attrs["running_dispatch_ids"] == []
     other_id = _entity_id(hass, entry, "binary_sensor", "type_pv_limit")
@@ -507,13 +560,23 @@ async def test_types_with_the_same_slug_get_their_own_sensor(
         if item.translation_key == "dispatch_type"
     }
     assert len(type_sensors) == 2
+    # Both read "Battery charge running"; their entity IDs differ.
     names = {
-        _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME]: _state(hass, entity_id)
+        entity_id: (
+            _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME],
+            _state(hass, entity_id),
+        )
         for entity_id in type_sensors
     }
     assert names == {
-        "Microgrid 42 BATTERY_CHARGE running": STATE_ON,
-        "Microgrid 42 battery charge running": STATE_OFF,
+        "binary_sensor.microgrid_42_battery_charge_running": (
+            "Microgrid 42 Battery charge running",
+            STATE_ON,
+        ),
+        "binary_sensor.microgrid_42_battery_charge_running_2": (
+            "Microgrid 42 Battery charge running",
+            STATE_OFF,
+        ),
     }
     # Removing one type's last dispatch keeps both type sensors.
     recorder = EventRecorder().attach(hass)
@@ -527,15 +590,15 @@ async def test_types_with_the_same_slug_get_their_own_sensor(
     }
     assert after == set(type_sensors)
     shown: dict[str, tuple[str, list[int]]] = {
-        _attrs(hass, entity_id)[ATTR_FRIENDLY_NAME]: (
+        entity_id: (
             _state(hass, entity_id),
             _attrs(hass, entity_id)["running_dispatch_ids"],
         )
         for entity_id in type_sensors
     }
     assert shown == {
-        "Microgrid 42 BATTERY_CHARGE running": (STATE_ON, [upper]),
-        "Microgrid 42 battery charge running": (STATE_OFF, []),
+        "binary_sensor.microgrid_42_battery_charge_running": (STATE_ON, [upper]),
+        "binary_sensor.microgrid_42_battery_charge_running_2": (STATE_OFF, []),
     }
 
 

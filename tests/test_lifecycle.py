@@ -173,6 +173,11 @@ async def test_relists_are_spaced_and_reset_the_back_off(
     coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
     now = t0
     gaps: list[int] = []
+
+    def waiting() -> bool:
+        """The coordinator waits on a timer that the next steps fire."""
+        return coordinator.retry_at is not None and coordinator.retry_at > now
+
     for _ in range(5):
         await wait_for(
             hass,
@@ -182,10 +187,17 @@ async def test_relists_are_spaced_and_reset_the_back_off(
         lists = dispatch_server.list_calls
         await dispatch_server.break_streams()
         await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+        await wait_for(hass, waiting, "backing off")
+
+        def waiting_or_listed(lists: int = lists) -> bool:
+            return dispatch_server.list_calls > lists or waiting()
+
         for seconds in range(1, 20):
             now += timedelta(seconds=1)
             await _go_to(hass, freezer, now)
-            await settle(hass, 0.05)
+            # Each step ends when the coordinator waits again or has listed
+            # (however slow the gRPC round trip), never after some real time.
+            await wait_for(hass, waiting_or_listed, "waiting or listed")
             if dispatch_server.list_calls > lists:
                 gaps.append(seconds)
                 break

@@ -7,7 +7,7 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_OFF, STATE_ON
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.util import dt as dt_util
@@ -264,3 +264,21 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
     # A normal dispatch still arrives on the recovered stream.
     later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
     await wait_for(hass, lambda: later in coordinator.data, "stream recovered")
+
+
+async def test_ha_stop_saves_the_runs_at_once(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """HA does not unload entries when it stops: the save must not wait 10 s."""
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    key = f"{DOMAIN}.{coordinator.config_entry.entry_id}"
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    await wait_for(hass, lambda: recorder.kinds(running) == ["created", "started"])
+    assert str(running) not in hass_storage.get(key, {}).get("data", {}).get("runs", {})
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    assert str(running) in hass_storage[key]["data"]["runs"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from homeassistant.const import EVENT_HOMEASSISTANT_STOP
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryError
 from homeassistant.helpers import config_validation as cv
@@ -58,6 +59,11 @@ async def async_setup_entry(
         await coordinator.async_shutdown()
         raise
     entry.async_on_unload(coordinator.async_shutdown)
+    # HA does not unload entries when it stops: save then, so a restart
+    # continues every run without repeating or losing one.
+    entry.async_on_unload(
+        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, coordinator.async_save)
+    )
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     # Runs already under way are reported once automations can see them.

@@ -8,6 +8,7 @@ retries on its own without telling us, while we must re-list after every
 stream restart, and it maps no errors.
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
@@ -117,6 +118,18 @@ class DispatchWriteDeniedError(DispatchApiError):
 
     Not a reason to re-authenticate: the same key may still read.
     """
+
+
+async def prepared(item: ParsedDispatch) -> ParsedDispatch:
+    """Do a schedule's rare expensive compile step in the executor.
+
+    Only a `count` rule with by-fields whose last occurrence lies decades from
+    its start needs it (`Schedule.needs_preparation`); without it every query
+    would walk that far on the event loop.
+    """
+    if isinstance(item, ValidDispatch) and item.schedule.needs_preparation:
+        await asyncio.get_running_loop().run_in_executor(None, item.schedule.prepare)
+    return item
 
 
 def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApiError:
@@ -269,7 +282,11 @@ class DispatchApi:
             self.unlisted = max(0, listing.total - len(listing.items))
         else:  # not even one page arrived: at least the blocking one is missing
             self.unlisted = 0 if listing.items else int(blocked)
-        return list(listing.items.values())
+        items = list(listing.items.values())
+        for item in items:
+            if not isinstance(item, Unchanged):
+                await prepared(item)
+        return items
 
     def _list_request(
         self, *, reverse: bool, page_size: int, token: str
@@ -396,7 +413,7 @@ class DispatchApi:
             self._stub.CreateMicrogridDispatch(request, timeout=self._timeout),
             write=True,
         )
-        return parse_dispatch(response.dispatch)
+        return await prepared(parse_dispatch(response.dispatch))
 
     async def update(
         self, dispatch_id: int, changes: Mapping[str, Any]
@@ -417,7 +434,7 @@ class DispatchApi:
             self._stub.UpdateMicrogridDispatch(request, timeout=self._timeout),
             write=True,
         )
-        return parse_dispatch(response.dispatch)
+        return await prepared(parse_dispatch(response.dispatch))
 
     async def delete(self, dispatch_id: int) -> None:
         """Delete a dispatch (DispatchNotFoundError if it does not exist)."""
@@ -438,7 +455,7 @@ class DispatchApi:
             self._stub.GetMicrogridDispatch(request, timeout=self._timeout),
             write=False,
         )
-        return parse_dispatch(response.dispatch)
+        return await prepared(parse_dispatch(response.dispatch))
 
     def open_stream(self) -> "DispatchStream":
         """Open the change stream now; iterate it to receive the changes.
@@ -478,7 +495,8 @@ class DispatchStream:
                     event = Event(response.event)
                 except ValueError:
                     continue  # an event kind newer than this client; nothing to do
-                yield StreamUpdate(event, parse_dispatch(response.dispatch))
+                item = await prepared(parse_dispatch(response.dispatch))
+                yield StreamUpdate(event, item)
         except grpc.aio.AioRpcError as err:
             if err.code() in _CLEAN_END_CODES:
                 return

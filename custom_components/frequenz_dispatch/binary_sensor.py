@@ -29,6 +29,7 @@ from .const import DOMAIN, signal_connection, signal_dispatch, signal_type
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
+from .names import entity_name, type_name
 
 PARALLEL_UPDATES = 0
 BATCH = 100
@@ -138,24 +139,47 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         self._signal = signal_dispatch(coordinator.config_entry.entry_id, dispatch_id)
         state = coordinator.state_of(dispatch_id)
         self._type = "" if state is None else state.item.dispatch.type
-        self._attr_translation_placeholders = {
-            "dispatch_id": str(dispatch_id),
-            "type": self._type,
-        }
+        # Named here, not by HA from the translation key: HA formats a
+        # translated name once, and a type change must rename the sensor.
+        self._attr_name = self._name_of(self._type)
+
+    @property
+    def suggested_object_id(self) -> str:
+        """The entity ID is built from the raw type, whatever the language."""
+        return f"dispatch {self.dispatch_id} {self._type}"
+
+    def _name_of(self, dispatch_type: str) -> str:
+        """The sensor's name in HA's language: "Battery charge (dispatch 6)"."""
+        hass = self.coordinator.hass
+        return entity_name(
+            hass,
+            "binary_sensor",
+            "dispatch",
+            "{type} (dispatch {dispatch_id})",
+            dispatch_id=str(self.dispatch_id),
+            type=type_name(hass, dispatch_type),
+        )
 
     @callback
     def _handle_change(self) -> None:
         """Write the new state; a new type renames the sensor."""
         state = self.coordinator.state_of(self.dispatch_id)
-        if state is not None and state.item.dispatch.type != self._type:
+        renamed = state is not None and state.item.dispatch.type != self._type
+        if renamed:
+            assert state is not None
             self._type = state.item.dispatch.type
-            self._attr_translation_placeholders = {
-                "dispatch_id": str(self.dispatch_id),
-                "type": self._type,
-            }
-            # HA caches the name built from the placeholders.
-            self.__dict__.pop("name", None)
+            self._attr_name = self._name_of(self._type)
         super()._handle_change()
+        if (
+            renamed
+            and (entry := self.registry_entry) is not None
+            and entry.original_name != self._attr_name
+        ):
+            # HA 2026.x updates the registry's name as it writes the state;
+            # older versions keep the name the entity was added with.
+            er.async_get(self.hass).async_update_entity(
+                self.entity_id, original_name=self._attr_name
+            )
 
     @property
     def available(self) -> bool:
@@ -186,7 +210,15 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
         super().__init__(coordinator, _type_key(dispatch_type))
         self.dispatch_type = dispatch_type
         self._signal = signal_type(coordinator.config_entry.entry_id, dispatch_type)
-        self._attr_translation_placeholders = {"type": dispatch_type}
+        # "Battery charge running": the readable type, in HA's language.
+        self._attr_translation_placeholders = {
+            "type": type_name(coordinator.hass, dispatch_type)
+        }
+
+    @property
+    def suggested_object_id(self) -> str:
+        """The entity ID is built from the raw type, whatever the language."""
+        return f"{self.dispatch_type} running"
 
     async def async_added_to_hass(self) -> None:
         """Remember the exact type in the registry, so the sensor can come back."""

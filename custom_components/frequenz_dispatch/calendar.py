@@ -56,39 +56,59 @@ class DispatchCalendar(FrequenzDispatchEntity, CalendarEntity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator) -> None:
         """One per microgrid."""
         super().__init__(coordinator, "calendar")
+        self._event: CalendarEvent | None = None
 
     async def async_added_to_hass(self) -> None:
         """Recompute the current or next event whenever dispatches or runs change."""
         await super().async_added_to_hass()
+        self._event = self._current_event()
         self.async_on_remove(
             async_dispatcher_connect(
                 self.hass,
                 signal_runs_changed(self.coordinator.config_entry.entry_id),
-                self.async_write_ha_state,
+                self._runs_changed,
             )
         )
+
+    @callback
+    def _runs_changed(self) -> None:
+        """Write the state only if the current or next event changed.
+
+        The start and end of that event are HA's to write (its calendar sets
+        timers for them). Other changes still reach the calendar views that
+        follow the events live (newer HA versions push them on each state
+        write, and on this call).
+        """
+        event = self._current_event()
+        if event != self._event:
+            self._event = event
+            self.async_write_ha_state()
+            return
+        # Not in every HA version we support; it does nothing without views.
+        update_views = getattr(self, "async_update_event_listeners", None)
+        if update_views is not None:
+            update_views()
 
     @property
     def event(self) -> CalendarEvent | None:
         """The run going on now (the earliest-started one), else the next one."""
-        now = dt_util.utcnow()
+        return self._event
+
+    def _current_event(self) -> CalendarEvent | None:
+        """The run going on now (the earliest-started one), else the next one."""
+        # O(running) + O(1): the coordinator keeps the running runs and a heap
+        # of next starts; never evaluate every dispatch on each change.
         dispatches = self.coordinator.dispatches()
-        current = [
-            (run.start, dispatch_id, run)
-            for dispatch_id in dispatches
-            if (run := self.coordinator.run_of(dispatch_id)) is not None
-        ]
-        if current:
-            _, dispatch_id, run = min(current, key=lambda c: (c[0], c[1]))
+        running = self.coordinator.running()
+        if running:
+            dispatch_id, run = min(
+                running.items(), key=lambda pair: (pair[1].start, pair[0])
+            )
             return _event(self.hass, dispatches[dispatch_id], run)
-        upcoming = [
-            (start, dispatch_id)
-            for dispatch_id, item in dispatches.items()
-            if (start := item.schedule.next_start(now)) is not None
-        ]
-        if not upcoming:
+        upcoming = self.coordinator.next_starting()
+        if upcoming is None:
             return None
-        start, dispatch_id = min(upcoming)
+        start, dispatch_id = upcoming
         item = dispatches[dispatch_id]
         run = item.schedule.run_at(start) or Run(start, None)
         return _event(self.hass, item, run)

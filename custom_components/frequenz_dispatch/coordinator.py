@@ -187,6 +187,8 @@ class FrequenzDispatchCoordinator:
         self._unsub_outage: CALLBACK_TYPE | None = None
         self._issue_raised = False
         self._last_list = 0.0
+        self.retry_at: datetime | None = None
+        """When the stream task, waiting to reconnect or re-list, goes on."""
         self.evaluations = 0
         """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
@@ -348,9 +350,10 @@ class FrequenzDispatchCoordinator:
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
-    async def async_save(self) -> None:
-        """Save the dispatches and reported runs now."""
-        await self.store.async_save_now(self._save_source)
+    async def async_save(self, _event: Any = None) -> None:
+        """Save the dispatches and reported runs now (also when HA stops)."""
+        if self._loaded:
+            await self.store.async_save_now(self._save_source)
 
     def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
         """What to save: references only (encoded in the executor)."""
@@ -462,15 +465,32 @@ class FrequenzDispatchCoordinator:
                 failures += 1
             relist = True
             if failures:
-                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+                await self._wait(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
 
     async def _relist_spacing(self) -> None:
         """However often streams end, list at most once per MIN_RELIST_SECONDS."""
         loop = asyncio.get_running_loop()
         wait = self._last_list + MIN_RELIST_SECONDS - loop.time()
         if wait > 0:
-            await asyncio.sleep(wait)
+            await self._wait(wait)
         self._last_list = loop.time()
+
+    async def _wait(self, seconds: float) -> None:
+        """Wait on an HA timer; `retry_at` says until when."""
+        woken: asyncio.Future[None] = self.hass.loop.create_future()
+
+        @callback
+        def _wake(_now: datetime) -> None:
+            if not woken.done():
+                woken.set_result(None)
+
+        cancel = async_call_later(self.hass, seconds, _wake)
+        self.retry_at = dt_util.utcnow() + timedelta(seconds=seconds)
+        try:
+            await woken
+        finally:
+            cancel()
+            self.retry_at = None
 
     async def _relist(self) -> None:
         """List everything again (the stream is open) and reconcile."""

@@ -1,28 +1,26 @@
 """Recurrence rules of the scheduling model: validation and occurrences.
 
-:class:`_RuleSpec` validates a dispatch's recurrence rule and spells out every
-by-field dateutil would default; the occurrence sources yield its occurrences
-from any instant on without iterating from ``start_time``. Internal to
-the package :mod:`.schedule`.
+:class:`_RuleSpec` validates a dispatch's recurrence rule (dateutil's
+constructor has the last word on what is valid) and spells out every by-field
+dateutil would default; the occurrence sources yield its occurrences from any
+instant on, walking the rule's days (:mod:`._counting`) rather than iterating
+dateutil from ``start_time``. Internal to the package :mod:`.schedule`.
 """
 
 from abc import ABC, abstractmethod
 import calendar
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import MAXYEAR, UTC, datetime, timedelta
 import itertools
 import math
-import threading
 from typing import Final, Literal
 
 from dateutil import rrule as du
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
 
+from ._counting import _RuleDays, _Walker
 from ._types import InvalidDispatchError
-
-_RULE_CACHE_SIZE: Final = 16
 
 _DuFreq = Literal[0, 1, 2, 3, 4, 5, 6]
 _DU_FREQ: Final[dict[Frequency, _DuFreq]] = {
@@ -47,9 +45,13 @@ _FIXED_LENGTH: Final = frozenset(
     {Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY, Frequency.WEEKLY}
 )
 _MAX_MONTH_DAYS: Final = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_SKIPPABLE: Final = frozenset({Frequency.MINUTELY, Frequency.HOURLY, Frequency.DAILY})
-_SKIP_SEARCH_STEPS: Final = 400  # enough to find a February 29th
 _MINUTES_PER_WEEK: Final = 7 * 24 * 60
+_MINUTES_PER_DAY: Final = 24 * 60
+# Walking steps (see _RuleDays; about 0.5 us each) allowed while compiling:
+# to find a rule's first occurrence, and to find the count-th occurrence (the
+# rest is left to Schedule.prepare()). Together a few ms at most.
+_PROBE_BUDGET: Final = 8_000
+_COUNT_BUDGET: Final = 4_000
 _HOURS_PER_WEEK: Final = 7 * 24
 
 
@@ -58,10 +60,61 @@ _HOURS_PER_WEEK: Final = 7 * 24
 # --------------------------------------------------------------------------
 
 
+_MAX: Final = datetime.max.replace(tzinfo=UTC)
+_MIN: Final = datetime.min.replace(tzinfo=UTC)
+
+
 def _to_utc(value: datetime, name: str) -> datetime:
     if value.tzinfo is None or value.utcoffset() is None:
         raise InvalidDispatchError(f"{name} must be timezone-aware, got {value!r}")
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as err:
+        raise InvalidDispatchError(
+            f"{name} is outside the years 1..9999 in UTC, got {value!r}"
+        ) from err
+
+
+def _clamp_to_utc(value: datetime) -> datetime:
+    """Convert an aware instant to UTC, clamped to datetime's range."""
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        offset = value.utcoffset()
+        assert offset is not None
+        return _MAX if offset < timedelta(0) else _MIN
+
+
+def _until_utc(until: datetime) -> datetime | None:
+    """Validate ``until``; past the year 9999 in UTC it excludes nothing."""
+    if until.tzinfo is None or until.utcoffset() is None:
+        raise InvalidDispatchError(f"until must be timezone-aware, got {until!r}")
+    clamped = _clamp_to_utc(until)
+    return None if clamped == _MAX else clamped
+
+
+def _plus(instant: datetime, delta: timedelta) -> datetime | None:
+    """``instant + delta``, or None if that lies beyond the year 9999."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return None
+
+
+def _shift(instant: datetime, delta: timedelta) -> datetime | None:
+    """``instant + delta``, or None if that lies outside datetime's range."""
+    try:
+        return instant + delta
+    except OverflowError:
+        return None
+
+
+def _minus(instant: datetime, delta: timedelta) -> datetime:
+    """``instant - delta`` for ``delta >= 0``, clamped to the year 1."""
+    try:
+        return instant - delta
+    except OverflowError:
+        return _MIN
 
 
 def _sorted_unique(values: Iterable[int]) -> tuple[int, ...] | None:
@@ -72,6 +125,22 @@ def _check_range(name: str, values: Iterable[int], low: int, high: int) -> None:
     bad = [v for v in values if not low <= v <= high]
     if bad:
         raise InvalidDispatchError(f"{name} must be within {low}..{high}, got {bad}")
+
+
+def _period_origin(freq: Frequency, start: datetime) -> datetime:
+    """Start of the period containing ``start`` (months and years: its day).
+
+    dateutil's weeks start on Monday (wkst). A week containing the year 1's
+    first days starts on its first day.
+    """
+    midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
+    if freq == Frequency.MINUTELY:
+        return start.replace(second=0, microsecond=0)
+    if freq == Frequency.HOURLY:
+        return start.replace(minute=0, second=0, microsecond=0)
+    if freq == Frequency.WEEKLY:
+        return _minus(midnight, timedelta(days=start.weekday()))
+    return midnight
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,6 +165,8 @@ class _RuleSpec:
     byhour: tuple[int, ...] | None
     byminute: tuple[int, ...] | None
     bysecond: tuple[int, ...]
+    # The first occurrence, ignoring until; set once validated.
+    first_occurrence: datetime | None = None
 
     @classmethod
     def compile(cls, start: datetime, rule: RecurrenceRule) -> "_RuleSpec | None":
@@ -129,7 +200,7 @@ class _RuleSpec:
         if count is not None and count < 0:
             raise InvalidDispatchError(f"count must not be negative, got {count}")
         if until is not None:
-            until = _to_utc(until, "until")
+            until = _until_utc(until)
 
         if freq == Frequency.UNSPECIFIED:
             return None
@@ -174,8 +245,49 @@ class _RuleSpec:
             or ((start.minute,) if coarser_than_minutely else None),
             bysecond=(start.second,),
         )
-        spec._check_satisfiable()
-        return spec
+        spec._check_dateutil_accepts()
+        spec = spec._first_period_only()
+        return replace(spec, first_occurrence=spec._check_satisfiable())
+
+    def _check_dateutil_accepts(self) -> None:
+        """Let dateutil validate the rule as given (its constructor only)."""
+        try:
+            self.build(self.dtstart, count=None, until=None)
+        except OverflowError as err:
+            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
+
+    def _first_period_only(self) -> "_RuleSpec":
+        """An equivalent rule if the second period starts after the year 9999.
+
+        Then only the first period's occurrences exist: the same rule with
+        interval 1, ended at the first period's last instant, has exactly
+        those, and keeps every computation (and dateutil, which would walk
+        month by month towards the year 9999) away from huge intervals.
+        """
+        start = self.dtstart
+        freq, interval = self.freq, self.interval
+        if freq == Frequency.YEARLY:
+            beyond = start.year + interval > MAXYEAR
+            period_end = datetime(start.year, 12, 31, 23, 59, 59, tzinfo=UTC)
+        elif freq == Frequency.MONTHLY:
+            beyond = start.year * 12 + start.month - 1 + interval > MAXYEAR * 12 + 11
+            last_day = calendar.monthrange(start.year, start.month)[1]
+            period_end = start.replace(
+                day=last_day, hour=23, minute=59, second=59, microsecond=0
+            )
+        else:
+            origin = _period_origin(freq, start)
+            beyond = interval > (_MAX - origin) // _UNIT[freq]
+            next_origin = _plus(origin, _UNIT[freq])
+            period_end = (
+                _MAX.replace(microsecond=0)
+                if next_origin is None
+                else next_origin - timedelta(seconds=1)
+            )
+        if not beyond or interval == 1:
+            return self
+        until = period_end if self.until is None else min(self.until, period_end)
+        return replace(self, interval=1, until=until)
 
     @property
     def first(self) -> datetime:
@@ -232,13 +344,20 @@ class _RuleSpec:
             count = by_until if count is None else min(count, by_until)
         return count
 
-    def _check_satisfiable(self) -> None:
+    def _check_satisfiable(self) -> datetime:
         """Reject rules that can never produce an occurrence.
 
         dateutil rejects some such rules itself but iterates others until the
         year 9999 (seconds of CPU, on every query). Cheap analytic checks catch
         the common cases (February 30th, months or weekdays the interval
-        never reaches); a probe for the first occurrence catches the rest.
+        never reaches); a bounded walk of the rule's days (never dateutil)
+        finds the first occurrence, or that there is none. A rule whose first
+        occurrence is further from its start than the walk may go (decades
+        of days that pass its day filters) is rejected too.
+
+        Returns:
+            The first occurrence (ignoring ``until``).
+
         """
         months = set(self.bymonth or range(1, 13))
         if self.freq == Frequency.MONTHLY:
@@ -257,13 +376,33 @@ class _RuleSpec:
                 "recurrence rule never occurs: the interval never reaches the "
                 "selected weekdays, hours and minutes"
             )
-        try:
-            pattern = self.build(self.dtstart, count=None, until=None)
-            first = next(iter(pattern), None)
-        except ValueError as err:  # dateutil raises some errors lazily
-            raise InvalidDispatchError(f"invalid recurrence rule: {err}") from err
-        if first is None:
+        if self.freq == Frequency.MINUTELY and not self._minutes_reachable():
+            # dateutil raises this one lazily, while iterating.
+            raise InvalidDispatchError(
+                "invalid recurrence rule: the interval never reaches the selected "
+                "hours and minutes"
+            )
+        probe = _Walker(self, 1, use_until=False)
+        if not probe.walk(_PROBE_BUDGET):
+            raise InvalidDispatchError(
+                "recurrence rule does not occur within decades of its start"
+            )
+        if probe.found is None:
             raise InvalidDispatchError("recurrence rule never occurs")
+        return probe.found
+
+    def _minutes_reachable(self) -> bool:
+        """Tell whether a MINUTELY grid meets the hour and minute filters.
+
+        Modulo one day the grid is a residue class modulo gcd(interval, 1440).
+        """
+        modulus = math.gcd(self.interval, _MINUTES_PER_DAY)
+        origin = self.dtstart.hour * 60 + self.dtstart.minute
+        return any(
+            (self.byhour is None or slot // 60 in self.byhour)
+            and (self.byminute is None or slot % 60 in self.byminute)
+            for slot in range(origin % modulus, _MINUTES_PER_DAY, modulus)
+        )
 
     def _weekdays_reachable(self) -> bool:
         """Tell whether the grid of a sub-weekly rule meets its weekday filter.
@@ -306,212 +445,95 @@ class _OccurrenceSource(ABC):
     """Ascending occurrences of a recurrence rule, from any instant on."""
 
     def __init__(self, spec: _RuleSpec) -> None:
-        self.floor = spec.first  # no occurrence lies before this
+        # No occurrence lies before this.
+        self.floor = spec.first_occurrence or spec.first
 
     @abstractmethod
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
+
+    @property
+    def needs_preparation(self) -> bool:
+        """Tell whether :meth:`prepare` has work to do."""
+        return False
+
+    @property
+    def work(self) -> int:
+        """Walking steps spent so far (a meter for callers' caps)."""
+        return 0
+
+    def prepare(self) -> None:  # noqa: B027 - an optional hook
+        """Do the work that compiling left undone (nothing by default)."""
 
     def between(self, low: datetime, high: datetime) -> list[datetime]:
         """List the occurrences in ``[low, high)``, ascending."""
         return list(itertools.takewhile(lambda o: o < high, self.iter_from(low)))
 
 
-class _JumpingSource(_OccurrenceSource):
-    """Occurrences of a rule without ``count``, in time independent of age.
+class _PatternSource(_OccurrenceSource):
+    """Occurrences of a rule ignoring ``count``, in time independent of age.
 
-    dateutil always iterates from ``dtstart``. An equivalent rule is built
-    whose ``dtstart`` is the start of the recurrence period containing the
-    instant asked about: a whole number of ``interval`` periods after the
-    original period, so the period grid is unchanged, and with every defaulted
-    by-field explicit, so the periods produce the same occurrences. ``until``
-    keeps its meaning; without ``count`` no occurrence depends on earlier ones.
+    dateutil always iterates from ``dtstart``, period by period (minute by
+    minute through excluded hours of a MINUTELY rule). The rule's days are
+    walked instead, from the day of the instant asked about, jumping over
+    months, grid gaps and days its by-fields exclude (:class:`._RuleDays`).
     """
 
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
-        self._spec = spec
-        start = spec.dtstart
-        # Start of the period containing dtstart; dateutil's weeks start on
-        # Monday (wkst), months and years on their first day.
-        midnight = start.replace(hour=0, minute=0, second=0, microsecond=0)
-        self._origin = {
-            Frequency.MINUTELY: start.replace(second=0, microsecond=0),
-            Frequency.HOURLY: start.replace(minute=0, second=0, microsecond=0),
-            Frequency.DAILY: midnight,
-            Frequency.WEEKLY: midnight - timedelta(days=start.weekday()),
-        }.get(spec.freq, midnight)
-        self._rules: OrderedDict[datetime, du.rrule] = OrderedDict()
-        self._lock = threading.Lock()
+        self._days = _RuleDays(spec)
+
+    @property
+    def work(self) -> int:
+        """Walking steps spent so far."""
+        return self._days.steps
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""
-        until = self._spec.until
-        if until is not None and instant > until:
-            return
-        dtstart = self._jump_start(self._skip_excluded(instant))
-        if dtstart is None:
-            return
-        for occurrence in self._rule(dtstart):
-            if occurrence >= instant:
-                yield occurrence
-
-    def _rule(self, dtstart: datetime) -> du.rrule:
-        with self._lock:
-            rule = self._rules.get(dtstart)
-            if rule is not None:
-                self._rules.move_to_end(dtstart)
-                return rule
-        rule = self._spec.build(dtstart, count=None, until=self._spec.until)
-        with self._lock:
-            self._rules[dtstart] = rule
-            if len(self._rules) > _RULE_CACHE_SIZE:
-                self._rules.popitem(last=False)
-        return rule
-
-    def _skip_excluded(self, instant: datetime) -> datetime:
-        """Move ``instant`` past the days (and hours) the by-fields exclude.
-
-        For MINUTELY, HOURLY and DAILY rules dateutil steps through excluded
-        periods one at a time (minute by minute through excluded hours), e.g.
-        for months until the next allowed month. Nothing can occur there, so
-        the jump may land after them. The search is bounded; whatever it
-        skipped so far is excluded, so stopping early is still exact.
-        """
-        spec = self._spec
-        if spec.freq not in _SKIPPABLE:
-            return instant
-        hours = spec.byhour if spec.freq != Frequency.DAILY else None
-        if (
-            hours is None
-            and spec.bymonth is None
-            and spec.bymonthday is None
-            and spec.byweekday is None
-        ):
-            return instant
-        current = instant.astimezone(UTC)
-        for _ in range(_SKIP_SEARCH_STEPS):
-            if spec.bymonth is not None and current.month not in spec.bymonth:
-                later = [m for m in spec.bymonth if m > current.month]
-                year = current.year if later else current.year + 1
-                if year > MAXYEAR:
-                    return current
-                month = later[0] if later else spec.bymonth[0]
-                current = datetime(year, month, 1, tzinfo=UTC)
-                continue
-            if self._day_allowed(current):
-                later_hours = [h for h in hours or (current.hour,) if h >= current.hour]
-                if later_hours:
-                    if later_hours[0] > current.hour:
-                        current = current.replace(
-                            hour=later_hours[0], minute=0, second=0, microsecond=0
-                        )
-                    return current
-            try:
-                current = current.replace(
-                    hour=0, minute=0, second=0, microsecond=0
-                ) + timedelta(days=1)
-            except OverflowError:
-                return current
-        return current
-
-    def _day_allowed(self, instant: datetime) -> bool:
-        """Tell whether the day of ``instant`` passes the day-level by-fields."""
-        spec = self._spec
-        if spec.byweekday is not None and instant.weekday() not in spec.byweekday:
-            return False
-        if spec.bymonthday is not None:
-            length = calendar.monthrange(instant.year, instant.month)[1]
-            # dateutil matches negative days counted from the month's end.
-            if (
-                instant.day not in spec.bymonthday
-                and instant.day - length - 1 not in spec.bymonthday
-            ):
-                return False
-        return True
-
-    def _jump_start(self, instant: datetime) -> datetime | None:
-        """The ``dtstart`` of a rule producing every occurrence >= ``instant``.
-
-        It is the start of the earliest period (of the original grid) that
-        ends after ``instant``, but never earlier than the original
-        ``dtstart``: if that period is the first one, the original is used.
-        None if that period is beyond what datetime can represent.
-        """
-        spec = self._spec
-        try:
-            if spec.freq in _FIXED_LENGTH:
-                step = spec.interval * _UNIT[spec.freq]
-                index = (instant - self._origin) // step
-                if instant >= self._origin + index * step + _UNIT[spec.freq]:
-                    index += 1  # instant lies after period `index`, in a gap
-                if index <= 0:
-                    return spec.dtstart
-                period = self._origin + index * step
-                if spec.freq == Frequency.WEEKLY and period < instant:
-                    # dateutil enumerates a week from dtstart's day on and
-                    # then steps from the week's Monday, so starting on the
-                    # instant's day skips up to six days of candidates.
-                    period = instant.astimezone(UTC).replace(
-                        hour=0, minute=0, second=0, microsecond=0
-                    )
-                return period
-            instant = instant.astimezone(UTC)
-            if spec.freq == Frequency.MONTHLY:
-                origin = spec.dtstart.year * 12 + spec.dtstart.month - 1
-                target = instant.year * 12 + instant.month - 1
-                index = -((origin - target) // spec.interval)  # ceil division
-                if index <= 0:
-                    return spec.dtstart
-                month = origin + index * spec.interval
-                if month // 12 > MAXYEAR:
-                    return None
-                return datetime(month // 12, month % 12 + 1, 1, tzinfo=UTC)
-            # YEARLY
-            index = -((spec.dtstart.year - instant.year) // spec.interval)
-            if index <= 0:
-                return spec.dtstart
-            year = spec.dtstart.year + index * spec.interval
-            if year > MAXYEAR:
-                return None
-            return datetime(year, 1, 1, tzinfo=UTC)
-        except OverflowError:
-            return None
+        return self._days.occurrences_from(max(instant, self.floor).astimezone(UTC))
 
 
 class _CountedSource(_OccurrenceSource):
-    """Occurrences of a rule with ``count``, in O(1) memory.
+    """Occurrences of a rule with ``count``.
 
-    Whether an occurrence is within the count depends on all earlier ones.
     Without ``count`` the rule yields the same occurrences up to the
-    count-th, so those come from a jumping source, and the original rule is
-    walked from ``dtstart`` only to confirm that an occurrence is not past the
-    count-th. The walk is remembered (one position), so it costs at most
-    ``count`` steps over the schedule's lifetime, and only as far as the
-    instants asked about.
+    count-th, so those come from a pattern source; the count-th occurrence
+    itself is found by walking the rule's days (:class:`._Walker`), not its
+    occurrences. Compiling walks a bounded number of steps (decades of a
+    dense rule; a sparse rule's whole life); the rest of the walk is done by
+    :meth:`prepare` or, failing that, as far as the instants asked about.
     """
 
     def __init__(self, spec: _RuleSpec) -> None:
         super().__init__(spec)
-        self._pattern = _JumpingSource(spec)  # ignores count, keeps until
-        # dateutil warns when given both count and until (RFC 5545 forbids
-        # it, the client's oneof prevents it); until is in the pattern.
-        self._walker = iter(spec.build(spec.dtstart, count=spec.count, until=None))
-        self._walked: datetime | None = None  # the latest occurrence walked
-        self._exhausted = False  # then `_walked` is the count-th occurrence
-        self._lock = threading.Lock()
+        assert spec.count is not None
+        self._pattern = _PatternSource(spec)  # ignores count, keeps until
+        self._count = spec.count
+        self._walker = _Walker(spec, spec.count)
+        self._walker.walk(_COUNT_BUDGET)
+
+    @property
+    def needs_preparation(self) -> bool:
+        """Tell whether the count-th occurrence is still to be found."""
+        return not self._walker.done
+
+    @property
+    def work(self) -> int:
+        """Walking steps spent so far."""
+        return self._pattern.work + self._walker.steps
+
+    def prepare(self) -> None:
+        """Find the count-th occurrence (or that there is none)."""
+        self._walker.walk(None)
 
     def _within_count(self, occurrence: datetime) -> bool:
-        with self._lock:
-            while not self._exhausted and (
-                self._walked is None or self._walked < occurrence
-            ):
-                walked = next(self._walker, None)
-                if walked is None:
-                    self._exhausted = True
-                else:
-                    self._walked = walked
-            return self._walked is not None and occurrence <= self._walked
+        walker = self._walker
+        walker.walk(None, past=occurrence.toordinal())
+        if not walker.done:
+            return True  # the count is not reached by that day
+        if walker.found is None:  # fewer occurrences than the count
+            return self._count > 0
+        return occurrence <= walker.found
 
     def iter_from(self, instant: datetime) -> Iterator[datetime]:
         """Yield every occurrence >= ``instant``, ascending."""

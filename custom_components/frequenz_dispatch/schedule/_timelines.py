@@ -9,11 +9,10 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-import threading
 from typing import Final
 
-from ._rules import _OccurrenceSource
-from ._types import MERGE_CAP, Run
+from ._rules import _MAX, _minus, _OccurrenceSource, _plus, _shift
+from ._types import MERGE_CAP, MERGE_WORK_CAP, Run
 
 _CHAIN_CACHE_SIZE: Final = 8
 
@@ -36,6 +35,14 @@ class _Timeline(ABC):
     @abstractmethod
     def runs_between(self, start: datetime, end: datetime) -> Iterator[Run]:
         """See :meth:`Schedule.runs_between`."""
+
+    @property
+    def needs_preparation(self) -> bool:
+        """See :attr:`Schedule.needs_preparation`."""
+        return False
+
+    def prepare(self) -> None:  # noqa: B027 - an optional hook
+        """See :meth:`Schedule.prepare`."""
 
 
 class _NeverTimeline(_Timeline):
@@ -91,24 +98,26 @@ class _ProgressionTimeline(_Timeline):
     ) -> None:
         self._first = first
         self._step = step
-        self._count = count
+        # Occurrences past the year 9999 do not exist (dateutil stops there).
+        representable = (_MAX - first) // step + 1
+        self._count = representable if count is None else min(count, representable)
         self._duration = duration
         self._clip = clip
         # The first window is empty if clipping eats it (sub-second duration).
-        self._k_min = 0 if max(first, clip) < first + duration else 1
+        first_end = _plus(first, duration)
+        self._k_min = 0 if first_end is None or max(first, clip) < first_end else 1
         self._merged: Run | None = None
         if duration >= step and self._has(self._k_min):
-            # Every window reaches the next occurrence: one single run.
+            # Every window reaches the next occurrence: one single run, which
+            # never ends if it lasts until the last occurrence in datetime's
+            # range.
             end: datetime | None = None
-            if count is not None:
-                try:
-                    end = self._occurrence(count - 1) + duration
-                except OverflowError:  # past year 9999, where dateutil stops
-                    end = None
+            if count is not None and count <= representable:
+                end = _plus(self._occurrence(count - 1), duration)
             self._merged = Run(self._window_start(self._k_min), end)
 
     def _has(self, k: int) -> bool:
-        return self._count is None or k < self._count
+        return k < self._count
 
     def _occurrence(self, k: int) -> datetime:
         return self._first + k * self._step
@@ -117,7 +126,7 @@ class _ProgressionTimeline(_Timeline):
         return max(self._first, self._clip) if k == 0 else self._occurrence(k)
 
     def _window(self, k: int) -> Run:
-        return Run(self._window_start(k), self._occurrence(k) + self._duration)
+        return Run(self._window_start(k), _plus(self._occurrence(k), self._duration))
 
     def run_at(self, now: datetime) -> Run | None:
         if self._merged is not None or not self._has(self._k_min):
@@ -153,8 +162,11 @@ class _ProgressionTimeline(_Timeline):
             ):
                 yield merged
             return
-        # First k whose window ends after `start`.
-        k = max(self._k_min, (start - self._first - self._duration) // self._step + 1)
+        # First k whose window ends after `start`, i.e. o_k > start - duration.
+        lower = _shift(start, -self._duration)
+        k = self._k_min
+        if lower is not None:
+            k = max(k, (lower - self._first) // self._step + 1)
         while self._has(k):
             window = self._window(k)
             if window.start >= end:
@@ -172,7 +184,7 @@ class _ProgressionTimeline(_Timeline):
 @dataclass(frozen=True, slots=True)
 class _Chain:
     run: Run
-    capped: bool  # the forward merge hit MERGE_CAP: run.end is provisional
+    capped: bool  # the forward merge hit a cap: run.end is provisional
 
 
 class _RuleTimeline(_Timeline):
@@ -192,7 +204,15 @@ class _RuleTimeline(_Timeline):
         # cheap for sparse rules, few rebuilt rules for dense ones.
         self._initial_span = min(duration, nominal_period)
         self._chains: list[_Chain] = []
-        self._lock = threading.Lock()
+
+    @property
+    def needs_preparation(self) -> bool:
+        """See :attr:`Schedule.needs_preparation`."""
+        return self._source.needs_preparation
+
+    def prepare(self) -> None:
+        """See :meth:`Schedule.prepare`."""
+        self._source.prepare()
 
     def _window_start(self, occurrence: datetime) -> datetime:
         return max(occurrence, self._clip)
@@ -203,10 +223,18 @@ class _RuleTimeline(_Timeline):
             return False
         # The first occurrence whose window ends after `now` (an occurrence
         # exactly at `now - duration` has just ended).
-        for occurrence in self._source.iter_from(now - self._duration):
-            if occurrence + self._duration > now:
+        for occurrence in self._source.iter_from(_minus(now, self._duration)):
+            if self._ends_after(occurrence, now):
                 return occurrence <= now
         return False
+
+    def _window_end(self, occurrence: datetime) -> datetime | None:
+        """The end of an occurrence's window; None past the year 9999."""
+        return _plus(occurrence, self._duration)
+
+    def _ends_after(self, occurrence: datetime, instant: datetime) -> bool:
+        end = self._window_end(occurrence)
+        return end is None or end > instant
 
     def run_at(self, now: datetime) -> Run | None:
         chain = self._chain_at(now)
@@ -215,24 +243,22 @@ class _RuleTimeline(_Timeline):
     def _chain_at(self, now: datetime) -> _Chain | None:
         if now < self._clip:
             return None
-        with self._lock:
-            for chain in self._chains:
-                if chain.run.contains(now):
-                    return chain
-        occurrences = self._source.iter_from(now - self._duration)
+        for chain in self._chains:
+            if chain.run.contains(now):
+                return chain
+        occurrences = self._source.iter_from(_minus(now, self._duration))
         for first in occurrences:
-            if first + self._duration > now:
+            if self._ends_after(first, now):
                 break
         else:
             return None
         if first > now:
             return None
-        end, capped, _ = self._extend_forward(first, occurrences, uncapped_before=first)
+        end, capped, _ = self._extend_forward(first, occurrences, exact=(first, first))
         start = self._extend_backward(first)
         chain = _Chain(Run(self._window_start(start), end), capped)
-        with self._lock:
-            self._chains.insert(0, chain)
-            del self._chains[_CHAIN_CACHE_SIZE:]
+        self._chains.insert(0, chain)
+        del self._chains[_CHAIN_CACHE_SIZE:]
         return chain
 
     def _extend_forward(
@@ -240,30 +266,39 @@ class _RuleTimeline(_Timeline):
         occurrence: datetime,
         following: Iterator[datetime],
         *,
-        uncapped_before: datetime,
-    ) -> tuple[datetime, bool, datetime | None]:
+        exact: tuple[datetime, datetime],
+    ) -> tuple[datetime | None, bool, datetime | None]:
         """Merge the windows following ``occurrence``'s while they touch.
 
         Args:
             occurrence: The occurrence whose window starts the chain.
             following: The occurrences after it, ascending.
-            uncapped_before: Occurrences before this do not count towards
-                :data:`MERGE_CAP`.
+            exact: Occurrences in ``[exact[0], exact[1])`` do not count
+                towards :data:`MERGE_CAP` (nor their walking steps towards
+                :data:`MERGE_WORK_CAP`).
 
         Returns:
-            The chain's end, whether the cap was hit, and the next occurrence
-            (which starts the next chain) if it was read.
+            The chain's end (None: past the year 9999, never), whether the
+            cap was hit, and the next occurrence (which starts the next
+            chain) if it was read.
 
         """
-        end = occurrence + self._duration
+        end = self._window_end(occurrence)
+        if end is None:
+            return None, False, None
         counted = 0
+        budget = self._source.work + MERGE_WORK_CAP
         for nxt in following:
             if nxt > end:
                 return end, False, nxt
-            end = nxt + self._duration
-            if nxt >= uncapped_before:
+            end = self._window_end(nxt)
+            if end is None:
+                return None, False, None
+            if exact[0] <= nxt < exact[1]:
+                budget = self._source.work + MERGE_WORK_CAP
+            else:
                 counted += 1
-                if counted >= MERGE_CAP:
+                if counted >= MERGE_CAP or self._source.work > budget:
                     return end, True, None
         return end, False, None
 
@@ -277,18 +312,20 @@ class _RuleTimeline(_Timeline):
         chain_start = high = occurrence
         span = self._initial_span
         counted = 0
+        budget = self._source.work + MERGE_WORK_CAP
         floor = self._source.floor
         while high > floor:
             low = floor if span >= high - floor else high - span
             block = self._source.between(low, high)
-            if not block and low <= chain_start - self._duration:
+            if not block and low <= _minus(chain_start, self._duration):
                 return chain_start  # nothing close enough to touch it
             for previous in reversed(block):
-                if previous + self._duration < chain_start:
+                previous_end = self._window_end(previous)
+                if previous_end is not None and previous_end < chain_start:
                     return chain_start
                 chain_start = previous
                 counted += 1
-                if counted >= MERGE_CAP:
+                if counted >= MERGE_CAP or self._source.work > budget:
                     return chain_start
             high = low
             span *= 2
@@ -297,11 +334,11 @@ class _RuleTimeline(_Timeline):
     def next_start(self, now: datetime) -> datetime | None:
         if now < self._clip:
             for occurrence in self._source.iter_from(self._source.floor):
-                if self._window_start(occurrence) < occurrence + self._duration:
+                if self._ends_after(occurrence, self._window_start(occurrence)):
                     return self._window_start(occurrence)
             return None
         chain = self._chain_at(now)
-        if chain is not None and chain.capped:
+        if chain is not None and (chain.capped or chain.run.end is None):
             return None
         after = now if chain is None or chain.run.end is None else chain.run.end
         for occurrence in self._source.iter_from(after):
@@ -312,11 +349,12 @@ class _RuleTimeline(_Timeline):
     def runs_between(self, start: datetime, end: datetime) -> Iterator[Run]:
         if start >= end or end <= self._clip:
             return
-        occurrences = self._source.iter_from(start - self._duration)
+        occurrences = self._source.iter_from(_minus(start, self._duration))
         # The first window ending after `start` (skipping an empty clipped one).
         for occurrence in occurrences:
-            window_end = occurrence + self._duration
-            if window_end > start and self._window_start(occurrence) < window_end:
+            if self._ends_after(occurrence, start) and self._ends_after(
+                occurrence, self._window_start(occurrence)
+            ):
                 break
         else:
             return
@@ -326,10 +364,10 @@ class _RuleTimeline(_Timeline):
             chain_start = self._extend_backward(occurrence)
         while self._window_start(occurrence) < end:
             chain_end, capped, nxt = self._extend_forward(
-                occurrence, occurrences, uncapped_before=end
+                occurrence, occurrences, exact=(start, end)
             )
             yield Run(self._window_start(chain_start), chain_end)
-            if capped or nxt is None:
+            if capped or nxt is None or chain_end is None:
                 return
             # `nxt` did not touch the chain, so it starts the next one.
             occurrence = chain_start = nxt

@@ -14,6 +14,14 @@ Chains of touching windows can be unbounded (every minute, two minutes long,
 forever); past this many occurrences a run's edge is reported provisionally.
 """
 
+MERGE_WORK_CAP: Final = 2000
+"""Most walking steps (about 0.5 us each) spent merging in either direction.
+
+Sparse rules with windows of years chain few occurrences over centuries;
+past this much work a run's edge is reported provisionally, as for
+:data:`MERGE_CAP`. Merging inside a ``runs_between`` range is never capped.
+"""
+
 
 class InvalidDispatchError(ValueError):
     """The dispatch cannot be scheduled: its timing fields are malformed."""
@@ -25,7 +33,8 @@ class Run:
 
     ``end`` is the earliest instant at which the run may end; re-check there.
     It is exact unless the run is a chain of more than :data:`MERGE_CAP`
-    touching windows: then it is the end of the chain found so far and
+    touching windows (or took more than :data:`MERGE_WORK_CAP` steps to
+    follow): then it is the end of the chain found so far and
     ``Schedule.run_at(end)`` reports the continuation. Likewise ``start`` is
     the earliest start found. ``end is None`` means the run never ends.
     """

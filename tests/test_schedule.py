@@ -12,9 +12,11 @@ import bisect
 import calendar
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+import itertools
 from typing import Any
 import warnings
 
+from dateutil import rrule as du_rrule
 from frequenz.client.dispatch.recurrence import (
     EndCriteria,
     Frequency,
@@ -951,3 +953,296 @@ def test_huge_count_does_not_overflow() -> None:
     separate = Schedule(make_dispatch(T0, MINUTE / 2, recurrence))
     assert separate.run_at(T0 + DAY) == Run(T0 + DAY, T0 + DAY + MINUTE / 2)
     assert separate.next_start(T0 + DAY) == T0 + DAY + MINUTE
+
+
+# --------------------------------------------------------------------------
+# Extreme values: never an exception after construction
+# --------------------------------------------------------------------------
+
+MAX_UTC = datetime.max.replace(tzinfo=UTC)
+MIN_UTC = datetime.min.replace(tzinfo=UTC)
+
+
+@st.composite
+def extreme_instants(draw: st.DrawFn) -> datetime:
+    """Instants anywhere in datetime's range, often at its edges."""
+    offset = timezone(timedelta(minutes=draw(st.integers(-23 * 60, 23 * 60))))
+    naive = draw(
+        st.one_of(
+            st.sampled_from(
+                [
+                    datetime(1, 1, 1),  # noqa: DTZ001 - made aware below
+                    datetime(9999, 12, 31, 23, 59, 59, 999_999),  # noqa: DTZ001
+                    datetime(9999, 12, 31, 23, 59),  # noqa: DTZ001
+                    datetime(9999, 12, 31),  # noqa: DTZ001 - made aware below
+                    datetime(9999, 1, 1),  # noqa: DTZ001
+                    datetime(1, 1, 1, 0, 1),  # noqa: DTZ001
+                    T0.replace(tzinfo=None),
+                ]
+            ),
+            st.datetimes(),
+        )
+    )
+    return naive.replace(tzinfo=draw(st.sampled_from([UTC, offset])))
+
+
+BIG = st.one_of(
+    st.sampled_from([2**31 - 1, 2**32 - 1, 2**63, 10**30]),
+    st.integers(1, 2**64),
+)
+
+
+@st.composite
+def extreme_durations(draw: st.DrawFn) -> timedelta | None:
+    return draw(
+        st.one_of(
+            st.none(),
+            st.sampled_from(
+                [timedelta.max, timedelta(days=3_652_059), timedelta(0), US, HOUR]
+            ),
+            st.timedeltas(min_value=timedelta(0)),
+        )
+    )
+
+
+@st.composite
+def extreme_rules(draw: st.DrawFn) -> RecurrenceRule:
+    end_criteria = draw(
+        st.one_of(
+            st.none(),
+            st.builds(EndCriteria, count=st.one_of(st.integers(0, 50), BIG)),
+            st.builds(EndCriteria, until=extreme_instants()),
+        )
+    )
+    values = st.lists
+    return RecurrenceRule(
+        frequency=draw(st.sampled_from(list(Frequency))),
+        interval=draw(st.one_of(st.integers(0, 5), BIG)),
+        end_criteria=end_criteria,
+        byminutes=draw(values(st.integers(0, 59), max_size=3)),
+        byhours=draw(values(st.integers(0, 23), max_size=3)),
+        byweekdays=draw(values(st.sampled_from(WEEKDAYS), max_size=3)),
+        bymonthdays=draw(
+            values(st.integers(-31, 31).filter(lambda day: day != 0), max_size=2)
+        ),
+        bymonths=draw(values(st.integers(1, 12), max_size=2)),
+    )
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    start=extreme_instants(),
+    duration=extreme_durations(),
+    recurrence=extreme_rules(),
+    instants=st.lists(extreme_instants(), min_size=1, max_size=4),
+)
+def test_extreme_values_never_raise_after_construction(
+    start: datetime,
+    duration: timedelta | None,
+    recurrence: RecurrenceRule,
+    instants: list[datetime],
+) -> None:
+    """Huge intervals and counts, edges of time: no run means no exception."""
+    try:
+        schedule = Schedule.from_fields(
+            start_time=start, duration=duration, recurrence=recurrence
+        )
+    except InvalidDispatchError:
+        return
+    for now in [*instants, MIN_UTC, MAX_UTC, T0]:
+        run = schedule.run_at(now)
+        assert schedule.is_running(now) == (run is not None)
+        following = schedule.next_start(now)
+        assert following is None or following > now
+        try:
+            utc_now = now.astimezone(UTC)
+        except OverflowError:  # outside the years 1..9999 in UTC
+            offset = now.utcoffset()
+            utc_now = MAX_UTC if offset is not None and offset < DAY * 0 else MIN_UTC
+        day_before = max(utc_now, MIN_UTC + DAY) - DAY
+        for low, high in ((now, MAX_UTC), (day_before, now)):
+            for found in itertools.islice(schedule.runs_between(low, high), 3):
+                assert found.end is None or found.start < found.end
+
+
+@pytest.mark.parametrize(
+    "frequency",
+    [
+        Frequency.MINUTELY,
+        Frequency.HOURLY,
+        Frequency.DAILY,
+        Frequency.WEEKLY,
+        Frequency.MONTHLY,
+        Frequency.YEARLY,
+    ],
+)
+def test_poison_interval_is_a_single_period(frequency: Frequency) -> None:
+    """Interval 2**32-1 parses; its second period lies past the year 9999."""
+    schedule = Schedule(make_dispatch(T0, HOUR, rule(frequency, 2**32 - 1)))
+    assert schedule.run_at(T0) == Run(T0, T0 + HOUR)
+    assert schedule.next_start(T0 - US) == T0
+    assert schedule.next_start(T0) is None
+    assert schedule.run_at(T0 + HOUR) is None
+    assert list(schedule.runs_between(T0, MAX_UTC)) == [Run(T0, T0 + HOUR)]
+
+
+def test_windows_past_the_year_9999_never_end() -> None:
+    near_end = datetime(9999, 12, 31, 22, tzinfo=UTC)
+    schedule = Schedule(make_dispatch(near_end, timedelta(days=2)))
+    assert schedule.run_at(MAX_UTC) == Run(near_end, None)
+    recurrence = rule(Frequency.DAILY, byhours=[22])
+    schedule = Schedule(make_dispatch(T0, timedelta.max, recurrence))
+    assert schedule.run_at(T0 + DAY) == Run(T0 + 14 * HOUR, None)
+    assert schedule.next_start(T0 + DAY) is None
+    # Beyond the year 9999 in UTC, until excludes nothing.
+    late = datetime.max.replace(tzinfo=timezone(-HOUR))
+    every_day = rule(Frequency.DAILY, end_criteria=EndCriteria(until=late))
+    schedule = Schedule(make_dispatch(T0, HOUR, every_day))
+    assert schedule.next_start(datetime(9999, 12, 30, 9, tzinfo=UTC)) == datetime(
+        9999, 12, 31, 8, tzinfo=UTC
+    )
+
+
+# --------------------------------------------------------------------------
+# Bounded work: count dateutil's periods (its unit of work), not time
+# --------------------------------------------------------------------------
+
+
+@pytest.fixture
+def dateutil_periods(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the periods dateutil iterates (one day/week/month/year set each)."""
+    calls = [0]
+    for name in ("ydayset", "mdayset", "wdayset", "ddayset"):
+        original = getattr(du_rrule._iterinfo, name)
+
+        def counting(*args: Any, _original: Any = original) -> Any:
+            calls[0] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(du_rrule._iterinfo, name, counting)
+    return calls
+
+
+def test_old_count_rule_is_not_walked_occurrence_by_occurrence(
+    dateutil_periods: list[int],
+) -> None:
+    """A year-old MINUTELY count rule used to iterate every minute since its start."""
+    now = datetime(2025, 6, 1, 12, 0, 10, tzinfo=UTC)
+    start = now - timedelta(days=365)
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=list(range(8, 18)),
+        end_criteria=EndCriteria(count=10**6),  # about 4.5 years
+    )
+    schedule = Schedule(make_dispatch(start, timedelta(seconds=30), recurrence))
+    assert not schedule.needs_preparation  # the count-th was found compiling
+    minute = now.replace(second=start.second, microsecond=0)
+    assert schedule.run_at(now) == Run(minute, minute + timedelta(seconds=30))
+    assert schedule.next_start(now) == minute + MINUTE
+    assert dateutil_periods[0] < 100  # was about 220 000 (every minute walked)
+
+
+def test_count_rule_ends_at_its_count_th_occurrence() -> None:
+    # Weekdays 08:00-08:59 every minute: 60 a day, 300 a week.
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        byweekdays=WEEKDAYS[:5],
+        end_criteria=EndCriteria(count=300 * 52 * 30 + 7),
+    )
+    schedule = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    # 30 * 52 weeks later on the Monday, 7 more minutes.
+    last = T0 + timedelta(weeks=30 * 52) + 6 * MINUTE
+    assert schedule.next_start(last - US) == last
+    assert schedule.next_start(last) is None
+    assert schedule.run_at(last) == Run(last, last + timedelta(seconds=1))
+
+
+def test_far_count_needs_preparation_and_stays_exact(
+    dateutil_periods: list[int],
+) -> None:
+    """Its count-th occurrence lies centuries ahead: found by prepare()."""
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        byweekdays=[Weekday.MONDAY],
+        end_criteria=EndCriteria(count=60 * 52 * 300),  # about 300 years
+    )
+    lazy = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    prepared = Schedule(make_dispatch(T0, timedelta(seconds=1), recurrence))
+    assert lazy.needs_preparation
+    prepared.prepare()
+    assert not prepared.needs_preparation
+    for schedule in (prepared, lazy):  # lazy: walks as far as asked, exact
+        assert schedule.next_start(T0 + timedelta(days=100 * 365)) is not None
+        assert schedule.next_start(T0 + timedelta(days=400 * 365)) is None
+    assert dateutil_periods[0] < 100
+
+
+@PROPERTY_SETTINGS
+@given(dispatch=dispatches(), count=st.integers(0, 3000))
+def test_count_th_occurrence_matches_dateutil(dispatch: Dispatch, count: int) -> None:
+    """The end of a count rule is the client's count-th occurrence."""
+    recurrence = dispatch.recurrence
+    if recurrence.frequency == Frequency.UNSPECIFIED:
+        return
+    recurrence.end_criteria = EndCriteria(count=count)
+    try:
+        schedule = Schedule.from_fields(
+            start_time=dispatch.start_time,
+            duration=timedelta(seconds=1),
+            recurrence=recurrence,
+        )
+    except InvalidDispatchError:
+        return
+    expanded = list(recurrence._as_rrule(dispatch.start_time))
+    schedule.prepare()
+    if not expanded:
+        assert schedule.next_start(dispatch.start_time - DAY) is None
+        return
+    last = expanded[-1]
+    if last < dispatch.start_time:  # the clipped first window is empty
+        return
+    assert schedule.next_start(last - US) == last
+    assert schedule.next_start(last) is None
+
+
+def test_impossible_yearly_leap_day_is_rejected_without_iterating(
+    dateutil_periods: list[int],
+) -> None:
+    # Every 4 years from 2025: never a leap year, so never a February 29th.
+    start = datetime(2025, 2, 28, tzinfo=UTC)
+    recurrence = rule(Frequency.YEARLY, 4, bymonths=[2], bymonthdays=[29])
+    with pytest.raises(InvalidDispatchError, match="never occurs"):
+        Schedule(make_dispatch(start, HOUR, recurrence))
+    assert dateutil_periods[0] < 10  # was about 2000 (one per period to 9999)
+
+
+def test_rare_occurrences_are_found_without_iterating_dateutil(
+    dateutil_periods: list[int],
+) -> None:
+    """February 29th on a Monday at 08:xx: dateutil stepped every day between."""
+    recurrence = rule(
+        Frequency.MINUTELY,
+        byhours=[8],
+        bymonths=[2],
+        bymonthdays=[29],
+        byweekdays=[Weekday.MONDAY],
+    )
+    start = datetime(2017, 3, 1, tzinfo=UTC)
+    schedule = Schedule(make_dispatch(start, timedelta(seconds=30), recurrence))
+    leap_monday = datetime(2044, 2, 29, 8, tzinfo=UTC)
+    assert schedule.next_start(start) == leap_monday
+    assert schedule.next_start(leap_monday + 59 * MINUTE) == datetime(
+        2072, 2, 29, 8, tzinfo=UTC
+    )
+    assert not schedule.is_running(leap_monday - US)
+    assert schedule.run_at(leap_monday + MINUTE) == Run(
+        leap_monday + MINUTE, leap_monday + MINUTE + timedelta(seconds=30)
+    )
+    assert dateutil_periods[0] == 0  # was about 10 000 days, 1 s
