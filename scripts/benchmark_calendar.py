@@ -26,9 +26,9 @@ import tempfile
 import time
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmark_ha import Sim, _dispatch, _entry, wait_until
+from scripts.benchmark_ha import Sim, _dispatch, _entry, wait_until
 
 MICROGRID_ID = 300
 
