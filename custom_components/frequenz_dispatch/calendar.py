@@ -136,7 +136,10 @@ class DispatchCalendar(FrequenzDispatchEntity, CalendarEntity):
                 continue
             try:
                 if (text := texts.get(dispatch_id)) is None:
-                    data = self.coordinator.attributes(dispatch_id)
+                    # Built once per version for dispatches with an entity;
+                    # not kept for the others (memory per finished dispatch).
+                    state = self.coordinator.state_of(dispatch_id)
+                    data = None if state is None else state.data
                     if data is None:
                         data = dispatch_data(item.dispatch)
                     text = texts[dispatch_id] = _texts(hass, dispatch_id, data)
