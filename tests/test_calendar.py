@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -14,7 +14,12 @@ from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
-from custom_components.frequenz_dispatch.calendar import MAX_EVENTS_PER_QUERY
+from custom_components.frequenz_dispatch import calendar as calendar_module
+from custom_components.frequenz_dispatch.calendar import (
+    MAX_EVENTS_PER_QUERY,
+    DispatchCalendar,
+)
+from custom_components.frequenz_dispatch.schedule import Schedule
 from dispatch_sim.server import DispatchSimulator
 
 from .common import StateWrites, create_dispatch, go_to, setup_and_follow, wait_for
@@ -279,6 +284,136 @@ async def test_calendar_trigger_with_an_offset(
     await hass.services.async_call(
         "automation", "turn_off", {"entity_id": "all"}, blocking=True
     )
+
+
+def _calendar(hass: HomeAssistant) -> DispatchCalendar:
+    entity = hass.data["calendar"].get_entity(CALENDAR)
+    assert isinstance(entity, DispatchCalendar)
+    return entity
+
+
+async def test_a_query_evaluates_only_the_dispatches_it_can_show(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    for n in range(30):  # over two days ago
+        create_dispatch(
+            dispatch_server,
+            start_time=t0 - timedelta(days=2, minutes=n),
+            duration=timedelta(hours=1),
+        )
+    for n in range(30):  # in two days
+        create_dispatch(
+            dispatch_server,
+            start_time=t0 + timedelta(days=2, minutes=n),
+            duration=timedelta(hours=1),
+        )
+    create_dispatch(
+        dispatch_server,
+        type="PV_CURTAILMENT",
+        start_time=t0 - timedelta(minutes=10),
+        duration=timedelta(minutes=30),
+    )
+    create_dispatch(
+        dispatch_server,
+        type="FCR",
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(minutes=15),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    calendar = _calendar(hass)
+
+    # A range after now: the running one and the one starting in it, two
+    # steps each (its run, then no more); the other 60 are not evaluated.
+    steps = calendar.query_steps
+    events = await _events(hass, t0, t0 + timedelta(hours=3))
+    assert [e["summary"] for e in events] == ["PV curtailment", "FCR"]
+    assert calendar.query_steps - steps == 4
+
+    # Reaching into the past: one-shots that ended before the range, or
+    # begin after it, are not evaluated either.
+    steps = calendar.query_steps
+    events = await _events(hass, t0 - timedelta(days=1), t0 + timedelta(hours=3))
+    assert [e["summary"] for e in events] == ["PV curtailment", "FCR"]
+    assert calendar.query_steps - steps == 4
+
+    # Those that meet it are.
+    steps = calendar.query_steps
+    events = await _events(hass, t0 - timedelta(days=3), t0 + timedelta(hours=3))
+    assert len(events) == 32
+    assert calendar.query_steps - steps == 64
+
+
+async def test_the_work_of_a_query_is_capped(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(calendar_module, "MAX_STEPS_PER_QUERY", 10)
+    for n in reversed(range(20)):
+        create_dispatch(
+            dispatch_server,
+            start_time=t0 + timedelta(hours=1, minutes=n),
+            duration=timedelta(minutes=10),
+        )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    calendar = _calendar(hass)
+    steps = calendar.query_steps
+    events = await _events(hass, t0, t0 + timedelta(days=1))
+    assert calendar.query_steps - steps == 10
+    # Fewer events, but the earliest ones, in order.
+    assert [_utc(e["start"]) for e in events] == [
+        t0 + timedelta(hours=1, minutes=n) for n in range(5)
+    ]
+
+
+async def test_a_dispatch_that_fails_is_left_out_of_the_query(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Daily until the end of the year 9999: its fourth run is past what a
+    # datetime can hold (unless the schedule stops there by itself).
+    first = datetime(9999, 12, 29, tzinfo=UTC)
+    daily = RecurrenceRule(frequency=Frequency.DAILY, interval=1)
+    create_dispatch(
+        dispatch_server,
+        start_time=first,
+        duration=timedelta(hours=12),
+        recurrence=daily,
+    )
+    create_dispatch(
+        dispatch_server,
+        type="FCR",
+        start_time=datetime(9999, 12, 30, 18, tzinfo=UTC),
+        duration=timedelta(hours=1),
+    )
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    start, end = first, datetime(9999, 12, 31, 23, tzinfo=UTC)
+    schedule = Schedule.from_fields(
+        start_time=first, duration=timedelta(hours=12), recurrence=daily
+    )
+    try:
+        list(schedule.runs_between(start, end))
+        raises = False
+    except OverflowError:
+        raises = True
+
+    for _ in range(2):
+        events = await _events(hass, start, end)
+        summaries = [e["summary"] for e in events]
+        if raises:
+            assert summaries == ["FCR"]
+        else:
+            assert summaries == ["Battery charge"] * 2 + ["FCR", "Battery charge"]
+    left_out = [r for r in caplog.records if "left out of the calendar" in r.message]
+    assert len(left_out) == (1 if raises else 0)
 
 
 async def test_state_is_written_only_when_its_event_changes(

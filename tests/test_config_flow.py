@@ -195,6 +195,28 @@ async def test_user_creates_entry_that_loads(
     await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
 
 
+async def test_user_check_asks_for_one_page(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    # More than one page of a full listing.
+    for n in range(150):
+        _add_dispatch(dispatch_server, dt_util.utcnow() + timedelta(days=1, minutes=n))
+    lists = dispatch_server.list_calls
+    result = await _configure(hass, await _user_flow(hass), entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = _only_entry(hass)
+    assert entry.state is ConfigEntryState.LOADED
+    by_flow_and_setup = dispatch_server.list_calls - lists
+
+    # The setup alone lists as many pages as it takes; the check one page.
+    lists = dispatch_server.list_calls
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    by_setup = dispatch_server.list_calls - lists
+    assert by_setup >= 2
+    assert by_flow_and_setup == by_setup + 1
+
+
 async def test_user_sign_secret_is_stored_and_used(hass: HomeAssistant) -> None:
     # This server verifies request signatures (the fixture's server ignores them).
     signing = DispatchSimulator(api_key=API_KEY, sign_secret="s3cret")

@@ -8,12 +8,17 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import automation
 from homeassistant.components.device_automation import DeviceAutomationType
+from homeassistant.components.device_automation.exceptions import (
+    InvalidDeviceAutomationConfig,
+)
 from homeassistant.core import Event, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
 from homeassistant.setup import async_setup_component
+import pytest
 from pytest_homeassistant_custom_component.common import async_get_device_automations
 from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
+from custom_components.frequenz_dispatch import device_condition, device_trigger
 from custom_components.frequenz_dispatch.const import DOMAIN
 from dispatch_sim.server import DispatchSimulator
 
@@ -274,3 +279,27 @@ async def test_condition_is_false_when_the_entry_is_unloaded(
     hass.bus.async_fire("check_now")
     await hass.async_block_till_done()
     assert len(fired) == 1
+
+
+async def test_a_device_not_ours_is_a_translated_error(
+    hass: HomeAssistant,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    await setup_and_follow(hass, entry_data, dispatch_server)
+    base = {"domain": DOMAIN, "device_id": "not-a-microgrid", "type": "started"}
+    checks = (
+        (device_trigger.async_validate_trigger_config, {**base, "platform": "device"}),
+        (
+            device_condition.async_validate_condition_config,
+            {**base, "condition": "device", "type": "is_running"},
+        ),
+    )
+    for validate, config in checks:
+        with pytest.raises(InvalidDeviceAutomationConfig) as err:
+            await validate(hass, config)
+        assert err.value.translation_key == "not_a_microgrid_device"
+        # HA drops the translation's final period.
+        assert str(err.value) == (
+            "Device not-a-microgrid is not a Frequenz Dispatch microgrid"
+        )

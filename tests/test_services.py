@@ -8,6 +8,7 @@ from typing import Any
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr
 from homeassistant.util import dt as dt_util
 import pytest
 
@@ -70,6 +71,10 @@ async def test_create_update_delete_roundtrip(
     # The change comes back through the stream, as any other.
     await wait_for(hass, lambda: recorder.kinds(dispatch_id) == ["created"])
     assert dispatch_id in coordinator.dispatches()
+    # The item names the same device as the bus event.
+    [device] = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
+    assert recorder.of("created")[0]["device_id"] == device.id
+    assert created["device_id"] == device.id
 
     # Only the given fields change; the recurrence keeps what is not given.
     await _call(
@@ -239,6 +244,8 @@ async def test_list_dispatches_filters(
     )
     first = result["dispatches"][0]
     assert first["window_start"] == (t0 - timedelta(minutes=1)).isoformat()
+    [device] = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
+    assert first["device_id"] == device.id
     assert first["type"] == "BATTERY_CHARGE"
 
 

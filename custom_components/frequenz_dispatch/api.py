@@ -248,6 +248,20 @@ class DispatchApi:
         """Close the gRPC channel."""
         await self._channel.close(None)
 
+    async def check_access(self) -> None:
+        """Ask for one page of a single dispatch: proves the URL and the key.
+
+        Raises what `list_all` raises (DispatchAuthError for a rejected key,
+        DispatchConnectionError when unreachable); a dispatch too large to
+        receive still proves both, so RESOURCE_EXHAUSTED is fine.
+        """
+        request = self._list_request(reverse=False, page_size=1, token="")
+        try:
+            await self._stub.ListMicrogridDispatches(request, timeout=self._timeout)
+        except grpc.aio.AioRpcError as err:
+            if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                raise _map_error(err) from err
+
     @overload
     async def list_all(self) -> list[ParsedDispatch]: ...
 

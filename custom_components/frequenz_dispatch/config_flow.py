@@ -125,7 +125,7 @@ def _clean(user_input: Mapping[str, Any]) -> dict[str, Any]:
 async def _check_connection(
     hass: HomeAssistant, data: Mapping[str, Any]
 ) -> dict[str, str]:
-    """List the microgrid's dispatches once; return form errors (empty = fine)."""
+    """Ask the server for one page of dispatches; return form errors (empty = fine)."""
     try:
         api = await DispatchApi.async_open(
             data[CONF_SERVER_URL],
@@ -140,7 +140,7 @@ async def _check_connection(
         raise _FormError(CONF_API_KEY, "invalid_key_characters") from None
     try:
         async with api:
-            await api.list_all()
+            await api.check_access()
     except DispatchAuthError:
         return {"base": "invalid_auth"}
     except DispatchConnectionError:

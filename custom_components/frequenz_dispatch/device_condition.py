@@ -35,7 +35,9 @@ async def async_validate_condition_config(
     config = CONDITION_SCHEMA(config)
     if entry_id_of_device(hass, config[CONF_DEVICE_ID]) is None:
         raise InvalidDeviceAutomationConfig(
-            f"Device {config[CONF_DEVICE_ID]} is not a Frequenz Dispatch microgrid"
+            translation_domain=DOMAIN,
+            translation_key="not_a_microgrid_device",
+            translation_placeholders={"device_id": config[CONF_DEVICE_ID]},
         )
     return config
 

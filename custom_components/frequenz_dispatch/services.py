@@ -269,6 +269,7 @@ def _item(
         item.dispatch,
         coordinator.run_of(item.id),
         with_window=True,
+        device_id=coordinator.device_id,
     )
 
 
