@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_OFF, STATE_ON
-from homeassistant.core import HomeAssistant
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_FINAL_WRITE,
+    EVENT_HOMEASSISTANT_STOP,
+    STATE_OFF,
+    STATE_ON,
+)
+from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
+import pytest
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from custom_components.frequenz_dispatch.storage import SAVE_DELAY
@@ -282,3 +290,112 @@ async def test_ha_stop_saves_the_runs_at_once(
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
     assert str(running) in hass_storage[key]["data"]["runs"]
+
+
+async def test_runs_that_end_or_start_during_ha_shutdown_are_reported_once(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """HA's stop sequence: the stream and the timer stop before the last save."""
+    ending = _create(dispatch_server, start_time=t0 - MINUTE, duration=2 * MINUTE)
+    starting = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    hass.set_state(CoreState.stopping)
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    # Seconds into the shutdown, one run ends and another starts: the entry
+    # no longer reports anything, so the saved state stays true.
+    await _go_to(hass, freezer, t0 + 2 * MINUTE)
+    assert recorder.kinds() == ["started"]
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    on_disk = dict(hass_storage[key])
+    assert list(on_disk["data"]["runs"]) == [str(ending)]
+    # "Restart": the entry starts again from what was written at the final write.
+    await _reload(hass, entry_id)
+    hass_storage[key] = on_disk
+    hass.set_state(CoreState.running)
+    await _load(hass, entry_id)
+    assert recorder.kinds(ending) == ["started", "stopped"]
+    assert recorder.kinds(starting) == ["started"]
+
+
+async def test_an_older_save_never_lands_after_a_newer_one(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    """A slow delayed save and the save of an unload: the newest is kept."""
+    later = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    gate = asyncio.Event()
+    writes: list[list[str]] = []
+    original = Store.async_save
+
+    async def slow_first_save(store: Store[Any], data: Any) -> None:
+        writes.append(list(data["runs"]))
+        if len(writes) == 1:
+            await gate.wait()  # the disk is slow this time
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "async_save", slow_first_save)
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    await wait_for(hass, lambda: len(writes) == 1, "delayed save")
+    await _go_to(hass, freezer, t0 + MINUTE)
+    assert recorder.kinds(later) == ["started"]
+    unload = hass.async_create_task(hass.config_entries.async_unload(entry_id))
+    for _ in range(50):  # not block_till_done: the unload waits for the gate
+        await asyncio.sleep(0)
+    gate.set()
+    assert await unload
+    await hass.async_block_till_done()
+    assert writes == [[], [str(later)]]
+    assert list(hass_storage[key]["data"]["runs"]) == [str(later)]
+    await _load(hass, entry_id)
+    assert recorder.kinds(later) == ["started"]
+
+
+async def test_a_save_under_way_never_writes_after_removal(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    gate = asyncio.Event()
+    writes: list[int] = []
+    original = Store.async_save
+
+    async def slow_first_save(store: Store[Any], data: Any) -> None:
+        writes.append(1)
+        if len(writes) == 1:
+            await gate.wait()
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "async_save", slow_first_save)
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    await wait_for(hass, lambda: len(writes) == 1, "delayed save")
+    remove = hass.async_create_task(hass.config_entries.async_remove(entry_id))
+    for _ in range(50):  # not block_till_done: the unload waits for the gate
+        await asyncio.sleep(0)
+    gate.set()
+    await remove
+    await hass.async_block_till_done()
+    assert key not in hass_storage

@@ -348,11 +348,6 @@ class FrequenzDispatchCoordinator:
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
-    async def async_save(self, _event: Any = None) -> None:
-        """Save the dispatches and reported runs now (also when HA stops)."""
-        if self._loaded:
-            await self.store.async_save_now(self._save_source)
-
     def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
         """What to save: references only (encoded in the executor)."""
         runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
@@ -374,8 +369,10 @@ class FrequenzDispatchCoordinator:
         """Send the events held since setup (call once HA has started)."""
         self.reporter.release()
 
-    async def async_stop(self) -> None:
+    async def async_stop(self, _event: Any = None) -> None:
         """Stop following the stream and the timer, keeping running runs.
+
+        Also called when HA stops (entries are not unloaded then).
 
         Called before the platforms unload, so no change can reach entities
         that are going away. The runs that are still going on are kept for a
@@ -393,11 +390,10 @@ class FrequenzDispatchCoordinator:
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._loaded:
-            # A reload or restart continues from here: no run starts twice.
-            await self.async_save()
-        else:
-            self.store.cancel()
+        # A reload or restart continues from here: no run starts twice. The
+        # stream and the timer are stopped first, so no start or stop can be
+        # reported after this last save (HA writes it at its final write).
+        await self.store.async_close(self._save_source if self._loaded else None)
 
     async def async_shutdown(self) -> None:
         """Stop everything (if `async_stop` has not yet), close the connection."""

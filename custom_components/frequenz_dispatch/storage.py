@@ -10,8 +10,10 @@ event loop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -98,7 +100,13 @@ def _decode(data: Mapping[str, Any]) -> Snapshot:
 
 
 class EntryStore:
-    """The persisted state of one config entry."""
+    """The persisted state of one config entry.
+
+    Saves never overlap: each takes its snapshot inside one lock, so the
+    newest state is always the one written last, whatever the executor's
+    timing. The delayed save runs as a tracked task that `async_close`
+    awaits, so nothing is written after the entry has stopped.
+    """
 
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         """Nothing is read until `async_load`."""
@@ -108,6 +116,9 @@ class EntryStore:
         )
         self._source: SnapshotSource | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
         self.saves = 0
         """Saves so far (work counter for tests)."""
 
@@ -121,6 +132,8 @@ class EntryStore:
     @callback
     def schedule_save(self, source: SnapshotSource) -> None:
         """Save `SAVE_DELAY` seconds from now (once, however many changes come)."""
+        if self._closed:
+            return
         self._source = source
         if self._unsub_timer is None:
             self._unsub_timer = async_call_later(
@@ -130,19 +143,29 @@ class EntryStore:
     @callback
     def _save_later(self, _now: datetime) -> None:
         self._unsub_timer = None
-        self._hass.async_create_background_task(
-            self.async_save_now(), f"{DOMAIN} save", eager_start=True
-        )
+        if self._task is None or self._task.done():
+            self._task = self._hass.async_create_background_task(
+                self._async_save_pending(), f"{DOMAIN} save", eager_start=True
+            )
+        # A save under way takes the newest snapshot when it gets the lock.
+
+    async def _async_save_pending(self) -> None:
+        async with self._lock:
+            await self._async_write()
 
     async def async_save_now(self, source: SnapshotSource | None = None) -> None:
-        """Save now (cancelling a delayed save)."""
-        if self._unsub_timer is not None:
-            self._unsub_timer()
-            self._unsub_timer = None
-        source = source or self._source
+        """Save now (cancelling a delayed save); after any save under way."""
+        self._cancel_timer()
+        if source is not None:
+            self._source = source
+        async with self._lock:
+            await self._async_write()
+
+    async def _async_write(self) -> None:
+        """Snapshot and write (the lock is held: saves never overlap)."""
+        source, self._source = self._source, None
         if source is None:
-            return
-        self._source = None
+            return  # nothing changed since the last save
         dispatches, runs = source()  # references only: cheap on the loop
         self.saves += 1
         try:
@@ -154,15 +177,33 @@ class EntryStore:
             # Losing a save must not break the entry (or its unload).
             LOGGER.exception("Cannot save the dispatches of %s", self._store.key)
 
+    async def async_close(self, source: SnapshotSource | None) -> None:
+        """Write the final state (if `source`), then never again."""
+        if source is not None:
+            await self.async_save_now(source)
+        self.cancel()
+        if self._task is not None:
+            # Ended already (the save above waited for it), or nothing to write.
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
     @callback
     def cancel(self) -> None:
-        """Drop a pending delayed save."""
+        """Drop a pending delayed save; later saves are ignored."""
+        self._closed = True
+        self._cancel_timer()
+        self._source = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _cancel_timer(self) -> None:
         if self._unsub_timer is not None:
             self._unsub_timer()
             self._unsub_timer = None
-        self._source = None
 
     async def async_remove(self) -> None:
-        """Delete the stored file."""
+        """Delete the stored file (after any save under way)."""
         self.cancel()
-        await self._store.async_remove()
+        async with self._lock:
+            await self._store.async_remove()
