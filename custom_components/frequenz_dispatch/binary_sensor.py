@@ -158,11 +158,6 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         super()._handle_change()
 
     @property
-    def available(self) -> bool:
-        """Unavailable only between its deletion and its removal."""
-        return self.coordinator.state_of(self.dispatch_id) is not None
-
-    @property
     def is_on(self) -> bool:
         """Whether the dispatch runs now."""
         return self.coordinator.run_of(self.dispatch_id) is not None

@@ -812,6 +812,9 @@ class FrequenzDispatchCoordinator:
         is_current = state is not None and state.current
         if is_current != was_current:
             self._presence[dispatch_id] = is_current
+        if was_current and not is_current:
+            # Its sensor writes `off` (automations see it) before it goes.
+            self._dirty_ids.add(dispatch_id)
         elif is_current and state is not None and state.attributes is None:
             self._dirty_ids.add(dispatch_id)
 
@@ -882,6 +885,10 @@ class FrequenzDispatchCoordinator:
             self._flush_handle.cancel()
             self._flush_handle = None
         hass, entry_id = self.hass, self._entry_id
+        # Signals first: a sensor about to go writes its last state (`off`).
+        dirty_ids, self._dirty_ids = self._dirty_ids, set()
+        for dispatch_id in dirty_ids:
+            async_dispatcher_send(hass, signal_dispatch(entry_id, dispatch_id))
         if self._entity_listener is not None and (self._presence or self._new_types):
             presence, self._presence = self._presence, {}
             new_types, self._new_types = self._new_types, []
@@ -890,9 +897,6 @@ class FrequenzDispatchCoordinator:
                 [i for i, present in presence.items() if not present],
                 new_types,
             )
-        dirty_ids, self._dirty_ids = self._dirty_ids, set()
-        for dispatch_id in dirty_ids:
-            async_dispatcher_send(hass, signal_dispatch(entry_id, dispatch_id))
         dirty_types, self._dirty_types = self._dirty_types, set()
         for dispatch_type in dirty_types:
             async_dispatcher_send(hass, signal_type(entry_id, dispatch_type))

@@ -1,0 +1,71 @@
+"""Per-dispatch and per-type sensors come and go with what they show."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.event import async_track_state_change_event
+
+from dispatch_sim.server import DispatchSimulator
+
+from .common import (
+    create_dispatch as _create,
+    go_to as _go_to,
+    setup_and_follow as _setup,
+    wait_for,
+)
+from .conftest import DOMAIN, MICROGRID_ID
+
+MINUTE = timedelta(minutes=1)
+
+
+def _dispatch_entity(hass: HomeAssistant, entry_id: str, dispatch_id: int) -> str | None:
+    return er.async_get(hass).async_get_entity_id(
+        "binary_sensor", DOMAIN, f"{entry_id}_dispatch_{dispatch_id}"
+    )
+
+
+class StateLog:
+    """Every state an entity is written with, in order (None: removed)."""
+
+    def __init__(self, hass: HomeAssistant, entity_id: str) -> None:
+        self.values: list[str | None] = []
+        async_track_state_change_event(hass, entity_id, self._changed)
+
+    @callback
+    def _changed(self, event: Event[EventStateChangedData]) -> None:
+        new = event.data["new_state"]
+        self.values.append(None if new is None else new.state)
+
+
+async def test_a_dispatch_sensor_is_written_off_before_it_goes(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """Automations with `to: "off"` see the end of the last run and a deletion."""
+    ending = _create(dispatch_server, start_time=t0 - MINUTE, duration=5 * MINUTE)
+    deleted = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    logs = {}
+    for dispatch_id in (ending, deleted):
+        entity_id = _dispatch_entity(hass, entry_id, dispatch_id)
+        assert entity_id is not None
+        assert hass.states.get(entity_id).state == STATE_ON  # type: ignore[union-attr]
+        logs[dispatch_id] = StateLog(hass, entity_id)
+    await _go_to(hass, freezer, t0 + 4 * MINUTE)
+    assert logs[ending].values == [STATE_OFF, None]
+    assert _dispatch_entity(hass, entry_id, ending) is None
+    dispatch_server.delete(MICROGRID_ID, deleted)
+    await wait_for(hass, lambda: recorder.kinds(deleted)[-1:] == ["deleted"])
+    await hass.async_block_till_done()
+    assert logs[deleted].values == [STATE_OFF, None]
+    assert _dispatch_entity(hass, entry_id, deleted) is None
