@@ -24,7 +24,9 @@ from .conftest import DOMAIN, MICROGRID_ID
 MINUTE = timedelta(minutes=1)
 
 
-def _dispatch_entity(hass: HomeAssistant, entry_id: str, dispatch_id: int) -> str | None:
+def _dispatch_entity(
+    hass: HomeAssistant, entry_id: str, dispatch_id: int
+) -> str | None:
     return er.async_get(hass).async_get_entity_id(
         "binary_sensor", DOMAIN, f"{entry_id}_dispatch_{dispatch_id}"
     )

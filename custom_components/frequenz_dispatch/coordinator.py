@@ -809,13 +809,19 @@ class FrequenzDispatchCoordinator:
             if new_counts and new_type is not None:
                 self._type_running.setdefault(new_type, set()).add(dispatch_id)
                 self._dirty_types.add(new_type)
+        self._mark_entity(dispatch_id, state, was_current=was_current)
+
+    @callback
+    def _mark_entity(
+        self, dispatch_id: int, state: DispatchState | None, *, was_current: bool
+    ) -> None:
+        """Whether the dispatch's sensor comes, goes, or writes a new state."""
         is_current = state is not None and state.current
         if is_current != was_current:
             self._presence[dispatch_id] = is_current
-        if was_current and not is_current:
-            # Its sensor writes `off` (automations see it) before it goes.
-            self._dirty_ids.add(dispatch_id)
-        elif is_current and state is not None and state.attributes is None:
+        # A sensor about to go writes `off` first (automations see it).
+        going = was_current and not is_current
+        if going or (is_current and state is not None and state.attributes is None):
             self._dirty_ids.add(dispatch_id)
 
     def _counts(self, item: ValidDispatch) -> bool:
