@@ -399,3 +399,67 @@ async def test_a_save_under_way_never_writes_after_removal(
     await remove
     await hass.async_block_till_done()
     assert key not in hass_storage
+
+
+async def _raise_outage_issue(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    freezer: FrozenDateTimeFactory,
+    coordinator: FrequenzDispatchCoordinator,
+    t0: datetime,
+) -> str:
+    issue_id = f"api_unreachable_{coordinator.config_entry.entry_id}"
+    await dispatch_server.stop()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    await _go_to(hass, freezer, t0 + timedelta(hours=6, minutes=1))
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    return issue_id
+
+
+async def test_a_reload_with_the_api_back_clears_the_outage_issue(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    issue_id = await _raise_outage_issue(
+        hass, dispatch_server, freezer, coordinator, t0
+    )
+    await _reload(hass, entry_id)
+    await dispatch_server.start()
+    for _ in range(10):  # gRPC may hold back a reconnect for a while
+        coordinator = await _load(hass, entry_id)
+        if coordinator.connected:
+            break
+        await _reload(hass, entry_id)
+        await settle(hass, 0.5)
+    assert coordinator.connected
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_removing_the_entry_removes_its_repair_issues(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _raise_outage_issue(hass, dispatch_server, freezer, coordinator, t0)
+    for prefix in ("dispatch_unlistable", "duplicate_microgrid"):
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            f"{prefix}_{entry_id}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=prefix,
+        )
+    assert await hass.config_entries.async_remove(entry_id)
+    await hass.async_block_till_done()
+    issues = ir.async_get(hass).issues
+    assert [key for key in issues if key[0] == DOMAIN] == []

@@ -56,6 +56,7 @@ from .const import (
     signal_type,
 )
 from .event_data import dispatch_data, event_data, run_data
+from .migration import duplicate_issue_id
 from .reporter import EventReporter
 from .schedule import Run
 from .storage import EntryStore, Snapshot
@@ -122,6 +123,16 @@ class _Malformed:
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
+
+
+def outage_issue_id(entry_id: str) -> str:
+    """The repair issue of a long outage of the API."""
+    return f"api_unreachable_{entry_id}"
+
+
+def unlistable_issue_id(entry_id: str) -> str:
+    """The repair issue naming dispatches too large to be received."""
+    return f"dispatch_unlistable_{entry_id}"
 
 
 class FrequenzDispatchCoordinator:
@@ -330,6 +341,8 @@ class FrequenzDispatchCoordinator:
             return
         self._first_stream = stream
         self.connected = True
+        # An outage issue raised before a reload or restart is over now.
+        ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
         # Against a cache, every difference is news: announce it.
         await self._reconcile(parsed, announce=snapshot is not None)
         self._stop_carried()
@@ -523,7 +536,7 @@ class FrequenzDispatchCoordinator:
 
     @property
     def _issue_id(self) -> str:
-        return f"api_unreachable_{self._entry_id}"
+        return outage_issue_id(self._entry_id)
 
     @callback
     def _raise_outage_issue(self, _now: datetime) -> None:
@@ -620,7 +633,7 @@ class FrequenzDispatchCoordinator:
     @callback
     def _report_unlistable(self, ids: list[int], unnamed: int) -> None:
         """A repair issue names the dispatches too large to be received."""
-        issue_id = f"dispatch_unlistable_{self._entry_id}"
+        issue_id = unlistable_issue_id(self._entry_id)
         if not ids and not unnamed:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
             return
@@ -919,7 +932,10 @@ class FrequenzDispatchCoordinator:
 async def async_forget_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """A removed entry: `stopped` for every run it reported, then no trace."""
+    """A removed entry: `stopped` for every run it reported, then no trace.
+
+    Its stored state and its repair issues go with it.
+    """
     store = EntryStore(hass, entry.entry_id)
     snapshot = await store.async_load()
     if snapshot is not None:
@@ -943,3 +959,9 @@ async def async_forget_entry(
                 ),
             )
     await store.async_remove()
+    for issue_id in (
+        outage_issue_id(entry.entry_id),
+        unlistable_issue_id(entry.entry_id),
+        duplicate_issue_id(entry.entry_id),
+    ):
+        ir.async_delete_issue(hass, DOMAIN, issue_id)
