@@ -10,6 +10,7 @@ from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.event import async_track_state_change_event
+import pytest
 
 from dispatch_sim.server import DispatchSimulator
 
@@ -71,3 +72,33 @@ async def test_a_dispatch_sensor_is_written_off_before_it_goes(
     await hass.async_block_till_done()
     assert logs[deleted].values == [STATE_OFF, None]
     assert _dispatch_entity(hass, entry_id, deleted) is None
+
+
+async def test_a_restored_type_sensor_is_not_created_twice(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+    t0: datetime,
+) -> None:
+    """All FCR dispatches gone, reload, a new FCR dispatch: one FCR sensor."""
+    first = _create(dispatch_server, type="FCR", start_time=t0 + MINUTE, duration=None)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    dispatch_server.delete(MICROGRID_ID, first)
+    await wait_for(hass, lambda: recorder.kinds(first) == ["deleted"])
+    assert await hass.config_entries.async_reload(entry_id)
+    await hass.async_block_till_done()
+    await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream open")
+    second = _create(dispatch_server, type="FCR", start_time=t0 + MINUTE, duration=None)
+    await wait_for(hass, lambda: recorder.kinds(second) == ["created"])
+    await hass.async_block_till_done()
+    assert "does not generate unique IDs" not in caplog.text
+    registry = er.async_get(hass)
+    type_sensors = [
+        reg.unique_id
+        for reg in er.async_entries_for_config_entry(registry, entry_id)
+        if reg.unique_id.endswith("_type_fcr")
+    ]
+    assert type_sensors == [f"{entry_id}_type_fcr"]
+    assert _dispatch_entity(hass, entry_id, second) is not None

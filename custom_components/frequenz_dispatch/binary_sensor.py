@@ -87,6 +87,7 @@ async def async_setup_entry(
         ):
             type_keys.add(_type_key(known))
             types.append(known)
+    coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
     add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
     added.update(wanted)

@@ -291,6 +291,14 @@ class FrequenzDispatchCoordinator:
         current = [i for i, state in self._states.items() if state.current]
         return current, sorted(self._seen_types)
 
+    @callback
+    def async_add_known_types(self, types: list[str]) -> None:
+        """Types whose sensor exists already (restored from the registry).
+
+        No second sensor is created for them when a dispatch of the type comes.
+        """
+        self._seen_types.update(types)
+
     # -- setup and shutdown ---------------------------------------------------
 
     async def async_setup(self) -> None:
