@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from datetime import datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from frequenz.api.dispatch.v1.dispatch_pb2 import Dispatch
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     EVENT_HOMEASSISTANT_FINAL_WRITE,
@@ -463,3 +465,46 @@ async def test_removing_the_entry_removes_its_repair_issues(
     await hass.async_block_till_done()
     issues = ir.async_get(hass).issues
     assert [key for key in issues if key[0] == DOMAIN] == []
+
+
+async def test_a_store_file_of_the_wrong_shape_never_blocks_setup(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """Unreadable items are skipped; a run whose dispatch is unreadable stops."""
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    kept = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    await _reload(hass, entry_id)
+    data = hass_storage[key]["data"]
+    assert list(data["runs"]) == [str(running)]
+    # The running dispatch's stored form is damaged; junk runs are added.
+    data["dispatches"] = [
+        encoded
+        for encoded in data["dispatches"]
+        if Dispatch.FromString(base64.b64decode(encoded)).metadata.dispatch_id
+        != running
+    ] + ["!!not base64!!", 17]
+    data["runs"].update({"x": "bad", "7": [1, 2], "8": "ab", "9": None})
+    data["saved_at"] = 5
+    await dispatch_server.stop()
+    await _load(hass, entry_id)
+    assert recorder.kinds(running) == ["started", "stopped"]
+    assert recorder.of("stopped")[0]["window_start"] == (t0 - MINUTE).isoformat()
+    assert _state(hass, entry_id, f"dispatch_{kept}") == STATE_OFF
+    # Not a mapping at all: loads as if there was nothing (a first setup).
+    await _reload(hass, entry_id)
+    hass_storage[key]["data"] = ["not", "a", "mapping"]
+    await dispatch_server.start()
+    for _ in range(10):  # gRPC may hold back a reconnect for a while
+        coordinator = await _load(hass, entry_id)
+        if coordinator.connected:
+            break
+        await _reload(hass, entry_id)
+        await settle(hass, 0.5)
+    assert _state(hass, entry_id, f"dispatch_{kept}") == STATE_OFF

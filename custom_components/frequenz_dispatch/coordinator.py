@@ -55,7 +55,7 @@ from .const import (
     signal_summary,
     signal_type,
 )
-from .event_data import dispatch_data, event_data, run_data
+from .event_data import dispatch_data, event_data, run_data, unknown_dispatch_data
 from .migration import duplicate_issue_id
 from .reporter import EventReporter
 from .schedule import Run
@@ -365,6 +365,19 @@ class FrequenzDispatchCoordinator:
             for dispatch_id, run in snapshot.runs.items()
             if dispatch_id in by_id
         }
+        for dispatch_id, run in snapshot.runs.items():
+            if dispatch_id not in by_id:
+                # Its stored form is unreadable: its run cannot go on.
+                self.reporter.fire(
+                    EVENT_STOPPED,
+                    _unknown_stopped(
+                        self._entry_id,
+                        self.microgrid_id,
+                        dispatch_id,
+                        run,
+                        self.device_id,
+                    ),
+                )
         await self._reconcile(list(snapshot.dispatches), announce=False)
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
@@ -937,6 +950,29 @@ class FrequenzDispatchCoordinator:
                 self.store.schedule_save(self._save_source)
 
 
+def _unknown_stopped(
+    entry_id: str,
+    microgrid_id: int,
+    dispatch_id: int,
+    run: Run,
+    device_id: str | None,
+) -> dict[str, Any]:
+    """The `stopped` of a reported run whose dispatch can no longer be read."""
+    LOGGER.warning(
+        "Dispatch %s of microgrid %s cannot be read from the cache; its run "
+        "is reported as stopped",
+        dispatch_id,
+        microgrid_id,
+    )
+    return {
+        "config_entry_id": entry_id,
+        "microgrid_id": microgrid_id,
+        "device_id": device_id,
+        **unknown_dispatch_data(dispatch_id),
+        **run_data(run),
+    }
+
+
 async def async_forget_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
@@ -951,19 +987,23 @@ async def async_forget_entry(
         device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, entry.entry_id)}
         )
+        device_id = None if device is None else device.id
+        microgrid_id = int(entry.data[CONF_MICROGRID_ID])
         for dispatch_id, run in snapshot.runs.items():
             item = by_id.get(dispatch_id)
-            if item is None:
-                continue
             hass.bus.async_fire(
                 EVENT_STOPPED,
-                event_data(
+                _unknown_stopped(
+                    entry.entry_id, microgrid_id, dispatch_id, run, device_id
+                )
+                if item is None
+                else event_data(
                     entry.entry_id,
-                    int(entry.data[CONF_MICROGRID_ID]),
+                    microgrid_id,
                     item.dispatch,
                     run,
                     with_window=True,
-                    device_id=None if device is None else device.id,
+                    device_id=device_id,
                 ),
             )
     await store.async_remove()

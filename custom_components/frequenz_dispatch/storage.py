@@ -76,27 +76,54 @@ def _with_version(item: ValidDispatch) -> dispatch_pb2.Dispatch:
     return message
 
 
-def _decode(data: Mapping[str, Any]) -> Snapshot:
-    """The snapshot of the JSON form; unreadable parts are dropped."""
+def _decode(data: Any) -> Snapshot:
+    """The snapshot of the JSON form; unreadable items are logged and skipped.
+
+    A file of the wrong shape (edited by hand, or by another version) never
+    stops the entry from loading.
+    """
+    if not isinstance(data, Mapping):
+        LOGGER.warning("Ignoring stored dispatches of an unknown form")
+        return Snapshot([], {})
     dispatches: list[ValidDispatch] = []
-    for encoded in data.get("dispatches", []):
+    encoded_list = data.get("dispatches")
+    for encoded in encoded_list if isinstance(encoded_list, list) else []:
         try:
             message = dispatch_pb2.Dispatch.FromString(base64.b64decode(encoded))
-        except (ValueError, TypeError, RuntimeError):
+            parsed = parse_dispatch(message)
+        except Exception:  # any unreadable item is skipped
+            LOGGER.warning("Skipping an unreadable stored dispatch")
             continue
-        parsed = parse_dispatch(message)
-        if not isinstance(parsed, MalformedDispatch):
+        if isinstance(parsed, MalformedDispatch):
+            LOGGER.warning("Skipping stored dispatch %s: %s", parsed.id, parsed.reason)
+        else:
             dispatches.append(parsed)
     runs: dict[int, Run] = {}
-    for key, (start, end) in dict(data.get("runs", {})).items():
-        begin = dt_util.parse_datetime(start)
-        finish = None if end is None else dt_util.parse_datetime(end)
-        if begin is not None and (end is None or finish is not None):
-            runs[int(key)] = Run(begin, finish)
-    saved = data.get("saved_at")
-    return Snapshot(
-        dispatches, runs, None if saved is None else dt_util.parse_datetime(saved)
-    )
+    stored_runs = data.get("runs")
+    for key, value in stored_runs.items() if isinstance(stored_runs, Mapping) else ():
+        try:
+            runs[int(key)] = _decode_run(value)
+        except Exception:  # any unreadable item is skipped
+            LOGGER.warning("Skipping an unreadable stored run of dispatch %r", key)
+    return Snapshot(dispatches, runs, _parse_instant(data.get("saved_at")))
+
+
+def _parse_instant(value: Any) -> datetime | None:
+    """An aware datetime from its ISO form, None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    parsed = dt_util.parse_datetime(value)
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
+def _decode_run(value: Any) -> Run:
+    """A run from its [start, end] form; ValueError if it is not one."""
+    start, end = value
+    begin = _parse_instant(start)
+    finish = None if end is None else _parse_instant(end)
+    if begin is None or (end is not None and finish is None):
+        raise ValueError(value)
+    return Run(begin, finish)
 
 
 class EntryStore:
