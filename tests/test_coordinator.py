@@ -9,6 +9,7 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.api.dispatch.v1 import dispatch_pb2
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+import grpc
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
@@ -703,3 +704,37 @@ async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
     assert recorder.kinds(after) == ["created", "started", "stopped"]
     assert caplog.text.count(f"Skipping dispatch {poison}") <= 1
     assert "Unexpected error" not in caplog.text
+
+
+async def test_a_stream_that_always_rejects_the_key_leads_to_reauth(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """Listing works, every stream fails with PERMISSION_DENIED.
+
+    The successful listings do not reset the auth clock (reauth starts after
+    10 minutes) nor the back-off (no full listing every 6 s).
+    """
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    dispatch_server.fail_next(
+        grpc.StatusCode.PERMISSION_DENIED, times=10_000, rpcs=("stream",)
+    )
+    await dispatch_server.break_streams(grpc.StatusCode.PERMISSION_DENIED)
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    lists = dispatch_server.list_calls
+
+    def reauth_flows() -> list[str]:
+        flows = hass.config_entries.flow.async_progress()
+        return [flow["context"]["source"] for flow in flows]
+
+    now = t0
+    while now < t0 + timedelta(minutes=12) and not reauth_flows():
+        now += timedelta(seconds=5)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.02)
+    assert reauth_flows() == ["reauth"]
+    # Back-off up to a minute: about 15 listings in 11 minutes, not 110.
+    assert dispatch_server.list_calls - lists <= 20

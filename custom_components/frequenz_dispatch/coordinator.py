@@ -457,7 +457,10 @@ class FrequenzDispatchCoordinator:
                 opened_at = loop.time()
                 if relist:
                     await self._relist()
-                    failures = 0  # a successful re-list resets the back-off
+                    if self._auth_error_since is None:
+                        # A successful re-list resets the back-off, unless the
+                        # stream keeps rejecting the key: then it grows.
+                        failures = 0
                 # A stream that stays open this long counts as healthy even
                 # when no change arrives.
                 healthy_timer = async_call_later(
@@ -506,7 +509,10 @@ class FrequenzDispatchCoordinator:
     async def _relist(self) -> None:
         """List everything again (the stream is open) and reconcile."""
         parsed = await self.api.list_all(self._known_versions())
-        self._api_answered()
+        # Not `_api_answered`: the key counts as valid again only once the
+        # stream takes it too, or a stream that always rejects it would
+        # never lead to a reauth.
+        self._set_connected(True)
         await self._reconcile(parsed, announce=True)
 
     @callback
@@ -586,6 +592,7 @@ class FrequenzDispatchCoordinator:
     @callback
     def _stream_healthy(self, _now: datetime | None = None) -> None:
         """The stream works again: the outage (if any) is over; log it once."""
+        self._auth_error_since = None
         if self._outage:
             self._outage = False
             LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
