@@ -28,10 +28,12 @@ from dispatch_sim.server import DispatchSimulator
 
 from .common import (
     MICROGRID_ID,
+    EventRecorder,
     create_dispatch as _create,
     go_to as _go_to,
     settle,
     setup_and_follow as _setup,
+    setup_entry,
     wait_for,
 )
 from .conftest import DOMAIN
@@ -508,3 +510,43 @@ async def test_a_store_file_of_the_wrong_shape_never_blocks_setup(
         await _reload(hass, entry_id)
         await settle(hass, 0.5)
     assert _state(hass, entry_id, f"dispatch_{kept}") == STATE_OFF
+
+
+async def test_a_deletion_survives_a_reload_against_a_lagging_listing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """The stream said deleted; a listing that still has it cannot revive it."""
+    gone = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    (raw,) = dispatch_server.raw_dispatches(MICROGRID_ID)
+    dispatch_server.delete(MICROGRID_ID, gone)
+    await wait_for(hass, lambda: recorder.kinds(gone) == ["deleted"], "deleted")
+    await _reload(hass, entry_id)
+    dispatch_server.insert_raw(MICROGRID_ID, raw, notify=False)  # lagging
+    coordinator = await _load(hass, entry_id)
+    assert coordinator.connected
+    assert recorder.kinds(gone) == ["deleted"]
+    assert gone not in coordinator.dispatches()
+
+
+async def test_a_start_held_during_boot_is_reported_after_an_unload(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """Unloaded before HA has started: its held `started` comes at the next load."""
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    hass.set_state(CoreState.not_running)  # boot again, as bootstrap does
+    recorder = EventRecorder().attach(hass)
+    entry = await setup_entry(hass, entry_data)
+    assert recorder.kinds() == []  # held until HA has started
+    await _reload(hass, entry.entry_id)
+    await hass.async_start()
+    await hass.async_block_till_done()
+    await _load(hass, entry.entry_id)
+    assert recorder.kinds(running) == ["started"]

@@ -180,6 +180,10 @@ class FrequenzDispatchCoordinator:
         self.store = EntryStore(hass, entry_id)
         self._carried: RunningState = {}
         """Runs reported before the last unload/restart, not yet seen again."""
+        self._held_starts: set[int] = set()
+        """Runs whose `started` is held until HA has started (not yet reported)."""
+        self._held_stops: dict[int, Run] = {}
+        """Runs whose `stopped` is held (still reported as going on)."""
         self._loaded = False
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
@@ -368,6 +372,7 @@ class FrequenzDispatchCoordinator:
         for dispatch_id, run in snapshot.runs.items():
             if dispatch_id not in by_id:
                 # Its stored form is unreadable: its run cannot go on.
+                self._note_held(EVENT_STOPPED, dispatch_id, run)
                 self.reporter.fire(
                     EVENT_STOPPED,
                     _unknown_stopped(
@@ -379,17 +384,28 @@ class FrequenzDispatchCoordinator:
                     ),
                 )
         await self._reconcile(list(snapshot.dispatches), announce=False)
+        for dispatch_id in snapshot.deleted:
+            self._tombstone(dispatch_id)
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
-    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
-        """What to save: references only (encoded in the executor)."""
+    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run], list[int]]:
+        """What to save: references only (encoded in the executor).
+
+        The runs are those reported: a run whose `started` is still held is
+        not (the next load reports it), one whose `stopped` is held still is.
+        """
         runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
         for dispatch_id in self._running:
             run = self._states[dispatch_id].run
-            if run is not None:
+            if run is not None and dispatch_id not in self._held_starts:
                 runs[dispatch_id] = run
-        return [state.item for state in self._states.values()], runs
+        runs.update(self._held_stops)
+        return (
+            [state.item for state in self._states.values()],
+            runs,
+            list(self._deleted),
+        )
 
     @callback
     def async_start_stream(self) -> None:
@@ -402,6 +418,8 @@ class FrequenzDispatchCoordinator:
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
         """Send the events held since setup (call once HA has started)."""
         self.reporter.release()
+        self._held_starts.clear()
+        self._held_stops.clear()
 
     async def async_stop(self, _event: Any = None) -> None:
         """Stop following the stream and the timer, keeping running runs.
@@ -901,7 +919,21 @@ class FrequenzDispatchCoordinator:
         }
         if window:
             event.update(run_data(run))
+        self._note_held(event_type, item.id, run)
         self.reporter.fire(event_type, event)
+
+    @callback
+    def _note_held(self, event_type: str, dispatch_id: int, run: Run | None) -> None:
+        """Track runs whose `started`/`stopped` waits for HA to start."""
+        if not self.reporter.holding or run is None:
+            return
+        if event_type == EVENT_STARTED:
+            self._held_starts.add(dispatch_id)
+        elif event_type == EVENT_STOPPED:
+            if dispatch_id in self._held_starts:
+                self._held_starts.discard(dispatch_id)  # neither is reported
+            else:
+                self._held_stops[dispatch_id] = run
 
     # -- runs carried across a reload -------------------------------------------
 

@@ -14,7 +14,7 @@ import asyncio
 import base64
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -41,16 +41,22 @@ class Snapshot:
     runs: dict[int, Run]
     """Runs reported as started and not yet as stopped, by dispatch id."""
     saved_at: datetime | None = None
+    deleted: list[int] = field(default_factory=list)
+    """Ids the stream reported deleted (a lagging listing must not revive them)."""
 
 
-type SnapshotSource = Callable[[], tuple[list[ValidDispatch], Mapping[int, Run]]]
+type SnapshotSource = Callable[
+    [], tuple[list[ValidDispatch], Mapping[int, Run], list[int]]
+]
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _encode(dispatches: list[ValidDispatch], runs: Mapping[int, Run]) -> dict[str, Any]:
+def _encode(
+    dispatches: list[ValidDispatch], runs: Mapping[int, Run], deleted: list[int]
+) -> dict[str, Any]:
     """The JSON form (runs in the executor: dispatches are immutable)."""
     return {
         "saved_at": dt_util.utcnow().isoformat(),
@@ -64,6 +70,7 @@ def _encode(dispatches: list[ValidDispatch], runs: Mapping[int, Run]) -> dict[st
             str(dispatch_id): [run.start.isoformat(), _iso(run.end)]
             for dispatch_id, run in runs.items()
         },
+        "deleted": deleted,
     }
 
 
@@ -105,7 +112,13 @@ def _decode(data: Any) -> Snapshot:
             runs[int(key)] = _decode_run(value)
         except Exception:  # any unreadable item is skipped
             LOGGER.warning("Skipping an unreadable stored run of dispatch %r", key)
-    return Snapshot(dispatches, runs, _parse_instant(data.get("saved_at")))
+    stored_deleted = data.get("deleted")
+    deleted = [
+        dispatch_id
+        for dispatch_id in (stored_deleted if isinstance(stored_deleted, list) else [])
+        if isinstance(dispatch_id, int) and not isinstance(dispatch_id, bool)
+    ]
+    return Snapshot(dispatches, runs, _parse_instant(data.get("saved_at")), deleted)
 
 
 def _parse_instant(value: Any) -> datetime | None:
@@ -193,11 +206,11 @@ class EntryStore:
         source, self._source = self._source, None
         if source is None:
             return  # nothing changed since the last save
-        dispatches, runs = source()  # references only: cheap on the loop
+        dispatches, runs, deleted = source()  # references only: cheap
         self.saves += 1
         try:
             data = await self._hass.async_add_executor_job(
-                _encode, dispatches, dict(runs)
+                _encode, dispatches, dict(runs), deleted
             )
             await self._store.async_save(data)
         except Exception:
