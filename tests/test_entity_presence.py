@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 from typing import Any
 
+import freezegun.api as freezegun_api
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.const import STATE_OFF, STATE_ON
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
+from homeassistant.helpers.entity_platform import EntityPlatform
 from homeassistant.helpers.event import async_track_state_change_event
 import pytest
 
@@ -102,3 +105,48 @@ async def test_a_restored_type_sensor_is_not_created_twice(
     ]
     assert type_sensors == [f"{entry_id}_type_fcr"]
     assert _dispatch_entity(hass, entry_id, second) is not None
+
+
+async def test_a_sensor_whose_dispatch_goes_while_being_added_is_not_orphaned(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    """Created, then deleted before HA has registered its sensor: no orphan."""
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    gate = asyncio.Event()
+    original = EntityPlatform._async_add_entity
+
+    async def slow_add(platform: EntityPlatform, entity: Any, *args: Any) -> None:
+        if "_dispatch_" in str(entity.unique_id):
+            await gate.wait()  # HA is slow to add this one
+        await original(platform, entity, *args)
+
+    monkeypatch.setattr(EntityPlatform, "_async_add_entity", slow_add)
+    short = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    await _spin(lambda: recorder.kinds(short) == ["created"])
+    dispatch_server.delete(MICROGRID_ID, short)
+    await _spin(lambda: recorder.kinds(short) == ["created", "deleted"])
+    gate.set()
+    await hass.async_block_till_done()
+    await hass.async_block_till_done()
+    assert _dispatch_entity(hass, entry_id, short) is None
+    assert [
+        state.entity_id
+        for state in hass.states.async_all("binary_sensor")
+        if state.entity_id.startswith("binary_sensor.microgrid_42_dispatch_")
+    ] == []
+    # It comes back, once, if it has a run again.
+    again = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    await wait_for(hass, lambda: _dispatch_entity(hass, entry_id, again) is not None)
+
+
+async def _spin(predicate: Any, limit: float = 10.0) -> None:
+    """Run the loop (not `block_till_done`: an add is held) until `predicate()`."""
+    deadline = freezegun_api.real_monotonic() + limit
+    while not predicate():
+        assert freezegun_api.real_monotonic() < deadline
+        await asyncio.sleep(0)
