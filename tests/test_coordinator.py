@@ -49,7 +49,7 @@ async def test_initial_fetch_across_pages(
         MICROGRID_ID + 1, type="OTHER", start_time=t0, duration=None, target=[1]
     )
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    assert set(coordinator.data) == ids
+    assert set(coordinator.dispatches()) == ids
     assert dispatch_server.list_calls >= 3  # 100 + 100 + 30
     # Existing dispatches are not "created" on start-up; none runs yet.
     assert recorder.events == []
@@ -68,7 +68,7 @@ async def test_stream_create_update_delete(
         duration=timedelta(minutes=30),
         payload={"power_w": 5000},
     )
-    await wait_for(hass, lambda: dispatch_id in coordinator.data, "created")
+    await wait_for(hass, lambda: dispatch_id in coordinator.dispatches(), "created")
     assert recorder.kinds() == ["created"]
     data = recorder.of("created")[0]
     assert data == {
@@ -92,7 +92,7 @@ async def test_stream_create_update_delete(
     assert recorder.of("updated")[0]["payload"] == {"power_w": 1000}
 
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "deleted")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "deleted")
     assert recorder.kinds() == ["created", "updated", "deleted"]
 
 
@@ -361,7 +361,7 @@ async def test_reconcile_after_restart(
         "deleted": removed,
         "stopped": removed,
     }
-    assert set(coordinator.data) == {kept, changed, added}
+    assert set(coordinator.dispatches()) == {kept, changed, added}
     assert caplog.text.count("unreachable") == 1
     # "Back" is logged once the new stream has proven healthy.
     assert caplog.text.count("is back") == 0
@@ -390,7 +390,7 @@ async def test_clean_stream_end_relists_without_noise(
     assert dispatch_server.stream_calls == streams + 1
     # A change after the reopen still arrives.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=2), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.data, "created after reopen")
+    await wait_for(hass, lambda: new_id in coordinator.dispatches(), "created after reopen")
     assert recorder.kinds() == ["created"]
 
 
@@ -426,7 +426,7 @@ async def test_malformed_dispatch_is_skipped(
     far_future_id = dispatch_server.insert_raw(MICROGRID_ID, far_future)
 
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    assert set(coordinator.data) == {good}
+    assert set(coordinator.dispatches()) == {good}
     assert set(coordinator.malformed) == {
         bad_id,
         no_start_id,
@@ -439,7 +439,7 @@ async def test_malformed_dispatch_is_skipped(
 
     # Still working: a new good one arrives through the stream.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.data, "new after malformed")
+    await wait_for(hass, lambda: new_id in coordinator.dispatches(), "new after malformed")
     assert caplog.text.count(f"Skipping dispatch {bad_id}") == 1
 
 
@@ -605,7 +605,7 @@ async def test_older_valid_version_after_a_malformed_one_is_ignored(
     dispatch_server.insert_raw(
         MICROGRID_ID, _broken_copy(held, t0 + timedelta(seconds=1))
     )
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "skipped")
     assert recorder.kinds() == ["started", "stopped"]
     # The listing lags: it still has the older, valid version.
     dispatch_server.insert_raw(MICROGRID_ID, held, notify=False)
@@ -615,7 +615,7 @@ async def test_older_valid_version_after_a_malformed_one_is_ignored(
     await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
     await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream reopened")
     await settle(hass, 0.2)
-    assert dispatch_id not in coordinator.data
+    assert dispatch_id not in coordinator.dispatches()
     assert recorder.kinds() == ["started", "stopped"]
     assert set(coordinator.malformed) == {dispatch_id}
 
@@ -635,7 +635,7 @@ async def test_tombstones_are_dropped_once_a_listing_confirms(
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     for dispatch_id in ids:
         dispatch_server.delete(MICROGRID_ID, dispatch_id)
-    await wait_for(hass, lambda: not coordinator.data, "deleted")
+    await wait_for(hass, lambda: not coordinator.dispatches(), "deleted")
     assert coordinator.tombstones == 5
     freezer.tick(60)
     lists = dispatch_server.list_calls
@@ -667,7 +667,7 @@ async def test_versions_are_compared_exactly(
     stale.metadata.update_time.nanos = 123_456_400  # same microsecond, older
     dispatch_server.insert_raw(MICROGRID_ID, stale)
     await settle(hass, 0.3)
-    assert dispatch_id in coordinator.data
+    assert dispatch_id in coordinator.dispatches()
     assert coordinator.malformed == {}
     assert recorder.kinds() == ["started", "updated"]
 
@@ -694,7 +694,7 @@ async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
     message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
     poison = dispatch_server.insert_raw(MICROGRID_ID, message)
     after = _create(dispatch_server, start_time=t0 + 2 * minute, duration=minute)
-    await wait_for(hass, lambda: after in coordinator.data, "the next one arrives")
+    await wait_for(hass, lambda: after in coordinator.dispatches(), "the next one arrives")
     assert coordinator.run_of(poison) is None
     assert recorder.kinds(poison) in ([], ["created"])
     await _go_to(hass, freezer, t0 + minute)

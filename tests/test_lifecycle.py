@@ -214,11 +214,11 @@ async def test_malformed_versions_of_a_held_dispatch(
 
     dispatch_server.insert_raw(MICROGRID_ID, broken(t0 - timedelta(hours=1)))
     await settle(hass, 0.3)
-    assert dispatch_id in coordinator.data
+    assert dispatch_id in coordinator.dispatches()
     assert coordinator.malformed == {}
     assert recorder.kinds() == ["started"]
 
     dispatch_server.insert_raw(MICROGRID_ID, broken(t0 + timedelta(seconds=1)))
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "skipped")
     assert set(coordinator.malformed) == {dispatch_id}
     assert recorder.kinds() == ["started", "stopped"]

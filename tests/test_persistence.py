@@ -271,11 +271,11 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
         "unnamed": "0",
     }
     # Its content is unknown: it stops, like any unreadable version.
-    assert held not in coordinator.data
+    assert held not in coordinator.dispatches()
     assert recorder.kinds(held) == ["started", "stopped"]
     # A normal dispatch still arrives on the recovered stream.
     later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
-    await wait_for(hass, lambda: later in coordinator.data, "stream recovered")
+    await wait_for(hass, lambda: later in coordinator.dispatches(), "stream recovered")
 
 
 async def test_ha_stop_saves_the_runs_at_once(

@@ -211,11 +211,6 @@ class FrequenzDispatchCoordinator:
         """Every valid dispatch known now (a read-only live view)."""
         return self._items_view
 
-    @property
-    def data(self) -> Mapping[int, ValidDispatch]:
-        """Every valid dispatch known now (same as `dispatches()`)."""
-        return self.dispatches()
-
     def state_of(self, dispatch_id: int) -> DispatchState | None:
         """The state of one dispatch, None if unknown."""
         return self._states.get(dispatch_id)
@@ -357,7 +352,6 @@ class FrequenzDispatchCoordinator:
         ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
         # Against a cache, every difference is news: announce it.
         await self._reconcile(parsed, announce=snapshot is not None)
-        self._stop_carried()
         self._loaded = True
         self.store.schedule_save(self._save_source)
 
