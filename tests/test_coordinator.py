@@ -390,7 +390,9 @@ async def test_clean_stream_end_relists_without_noise(
     assert dispatch_server.stream_calls == streams + 1
     # A change after the reopen still arrives.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=2), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.dispatches(), "created after reopen")
+    await wait_for(
+        hass, lambda: new_id in coordinator.dispatches(), "created after reopen"
+    )
     assert recorder.kinds() == ["created"]
 
 
@@ -439,7 +441,9 @@ async def test_malformed_dispatch_is_skipped(
 
     # Still working: a new good one arrives through the stream.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.dispatches(), "new after malformed")
+    await wait_for(
+        hass, lambda: new_id in coordinator.dispatches(), "new after malformed"
+    )
     assert caplog.text.count(f"Skipping dispatch {bad_id}") == 1
 
 
@@ -694,7 +698,9 @@ async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
     message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
     poison = dispatch_server.insert_raw(MICROGRID_ID, message)
     after = _create(dispatch_server, start_time=t0 + 2 * minute, duration=minute)
-    await wait_for(hass, lambda: after in coordinator.dispatches(), "the next one arrives")
+    await wait_for(
+        hass, lambda: after in coordinator.dispatches(), "the next one arrives"
+    )
     assert coordinator.run_of(poison) is None
     assert recorder.kinds(poison) in ([], ["created"])
     await _go_to(hass, freezer, t0 + minute)
