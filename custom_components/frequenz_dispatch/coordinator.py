@@ -1,7 +1,7 @@
 """The one source of truth of a config entry: every dispatch, its run, its changes.
 
-Every change takes one path, whatever brought it (a stream message, a listing,
-the timer):
+Every change takes one path, whatever brought it (a stream message or a
+listing, handed over by `stream.StreamFollower`, or the timer):
 
     _accept / _on_timer ──► _apply(id, new version, now, lifecycle event)
         ├─► bus event + event entity          (reporter, once per change)
@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .api import (
     DispatchApi,
     DispatchApiError,
     DispatchAuthError,
-    DispatchStream,
     MalformedDispatch,
     ParsedDispatch,
     StreamUpdate,
@@ -49,7 +46,6 @@ from .const import (
     EVENT_STOPPED,
     EVENT_UPDATED,
     LOGGER,
-    signal_connection,
     signal_dispatch,
     signal_runs_changed,
     signal_summary,
@@ -60,29 +56,11 @@ from .migration import duplicate_issue_id
 from .reporter import EventReporter
 from .schedule import Run
 from .storage import EntryStore, Snapshot
+from .stream import StreamFollower, outage_issue_id
 from .timeline import KeyedHeap, Timeline
 
 if TYPE_CHECKING:
     from .data import FrequenzDispatchConfigEntry
-
-RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-"""Seconds to wait before reconnecting, by consecutive failure."""
-
-HEALTHY_SECONDS = 30.0
-"""A stream open this long (or that delivered a change) resets the back-off.
-
-A shorter one counts as a failure even when it ended cleanly, so a server or
-proxy that keeps closing streams cannot cause a hot reconnect loop.
-"""
-
-MIN_RELIST_SECONDS = 5.0
-"""Listings never come closer than this, however often streams end."""
-
-AUTH_GRACE = timedelta(minutes=10)
-"""Auth errors persisting this long start a reauth flow (retries go on)."""
-
-OUTAGE_ISSUE_AFTER = timedelta(hours=6)
-"""Unreachable this long raises a repair issue (the cache may be stale)."""
 
 CHUNK = 250
 """Dispatches applied between two yields to the loop during a listing."""
@@ -125,11 +103,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def outage_issue_id(entry_id: str) -> str:
-    """The repair issue of a long outage of the API."""
-    return f"api_unreachable_{entry_id}"
-
-
 def unlistable_issue_id(entry_id: str) -> str:
     """The repair issue naming dispatches too large to be received."""
     return f"dispatch_unlistable_{entry_id}"
@@ -138,9 +111,10 @@ def unlistable_issue_id(entry_id: str) -> str:
 class FrequenzDispatchCoordinator:
     """Holds the dispatches of one microgrid and follows their changes.
 
-    `async_setup` lists everything; then a background task follows the
-    stream and, every time the stream has to be reopened, lists again and
-    reconciles (created/updated/deleted for the difference). A dispatch is
+    `async_setup` lists everything; then `StreamFollower` (stream.py) keeps
+    the stream open and hands each message (`apply_stream`) and, every time
+    the stream has to be reopened, a new listing (`async_reconcile`:
+    created/updated/deleted for the difference) to it. A dispatch is
     never replaced by an older version; deleted ids are kept (bounded) so a
     late listing cannot bring them back.
     """
@@ -160,7 +134,6 @@ class FrequenzDispatchCoordinator:
         self.options = dict(config_entry.options)
         """The options this coordinator's entities were set up with."""
         self.microgrid_id = api.microgrid_id
-        self.connected = False
         self.device_id: str | None = None
         entry_id = config_entry.entry_id
         self._entry_id = entry_id
@@ -194,18 +167,17 @@ class FrequenzDispatchCoordinator:
         self._new_types: list[str] = []
         self._flush_handle: asyncio.Handle | None = None
         self._entity_listener: EntityListener | None = None
-        self._first_stream: DispatchStream | None = None
-        self._stream_task: asyncio.Task[None] | None = None
+        self.stream = StreamFollower(hass, config_entry, api, self)
         self._stopped = False
-        self._outage = False
-        self._auth_error_since: datetime | None = None
-        self._unsub_outage: CALLBACK_TYPE | None = None
-        self._issue_raised = False
-        self._last_list = 0.0
         self.evaluations = 0
         """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
     # -- read API (entities, calendar, triggers, services, diagnostics) -----
+
+    @property
+    def connected(self) -> bool:
+        """Whether the API answers (the stream follower's view)."""
+        return self.stream.connected
 
     def dispatches(self) -> Mapping[int, ValidDispatch]:
         """Every valid dispatch known now (a read-only live view)."""
@@ -317,20 +289,14 @@ class FrequenzDispatchCoordinator:
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
-            parsed = await self.api.list_all(self._known_versions())
+            parsed = await self.api.list_all(self.known_versions())
         except DispatchAuthError as err:
             stream.cancel()
             if snapshot is None:
                 raise ConfigEntryAuthFailed(
                     translation_domain=DOMAIN, translation_key="invalid_auth"
                 ) from err
-            LOGGER.warning(
-                "The Dispatch API rejected the API key; running from the cache "
-                "and asking to re-authenticate"
-            )
-            self._auth_error_since = dt_util.utcnow()
-            self._set_connected(False, err)
-            self.config_entry.async_start_reauth(self.hass)
+            self.stream.setup_failed(err)
             self._loaded = True
             self.store.schedule_save(self._save_source)
             return
@@ -342,16 +308,13 @@ class FrequenzDispatchCoordinator:
                     translation_key="cannot_connect",
                     translation_placeholders={"error": str(err)},
                 ) from err
-            self._set_connected(False, err)
+            self.stream.setup_failed(err)
             self._loaded = True
             self.store.schedule_save(self._save_source)
             return
-        self._first_stream = stream
-        self.connected = True
-        # An outage issue raised before a reload or restart is over now.
-        ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
+        self.stream.setup_listed(stream)
         # Against a cache, every difference is news: announce it.
-        await self._reconcile(parsed, announce=snapshot is not None)
+        await self.async_reconcile(parsed, announce=snapshot is not None)
         self._loaded = True
         self.store.schedule_save(self._save_source)
 
@@ -377,7 +340,7 @@ class FrequenzDispatchCoordinator:
                         self.device_id,
                     ),
                 )
-        await self._reconcile(list(snapshot.dispatches), announce=False)
+        await self.async_reconcile(list(snapshot.dispatches), announce=False)
         for dispatch_id in snapshot.deleted:
             self._tombstone(dispatch_id)
         # Runs that ended while we were away end now: before any listing.
@@ -404,9 +367,7 @@ class FrequenzDispatchCoordinator:
     @callback
     def async_start_stream(self) -> None:
         """Follow the stream in a task that ends with the config entry."""
-        self._stream_task = self.config_entry.async_create_background_task(
-            self.hass, self._follow_stream(), f"{DOMAIN} stream {self.microgrid_id}"
-        )
+        self.stream.start()
 
     @callback
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
@@ -427,12 +388,8 @@ class FrequenzDispatchCoordinator:
         if self._stopped:
             return
         self._stopped = True
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._stream_task
+        await self.stream.async_stop()
         self.timeline.cancel()
-        self._cancel_outage_issue()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -444,175 +401,13 @@ class FrequenzDispatchCoordinator:
     async def async_shutdown(self) -> None:
         """Stop everything (if `async_stop` has not yet), close the connection."""
         await self.async_stop()
-        if self._first_stream is not None:
-            self._first_stream.cancel()
+        self.stream.close()
         await self.api.close()
-
-    # -- stream -------------------------------------------------------------
-
-    async def _follow_stream(self) -> None:
-        failures = 0
-        # Set up from the cache: nothing was listed yet.
-        relist = self._first_stream is None
-        loop = asyncio.get_running_loop()
-        self._last_list = loop.time()
-        while True:
-            updates, self._first_stream = self._first_stream, None
-            received = False
-            failed = True
-            healthy_timer: CALLBACK_TYPE | None = None
-            try:
-                if relist:
-                    await self._relist_spacing()
-                if updates is None:
-                    updates = self.api.open_stream()
-                opened_at = loop.time()
-                if relist:
-                    await self._relist()
-                    if self._auth_error_since is None:
-                        # A successful re-list resets the back-off, unless the
-                        # stream keeps rejecting the key: then it grows.
-                        failures = 0
-                # A stream that stays open this long counts as healthy even
-                # when no change arrives.
-                healthy_timer = async_call_later(
-                    self.hass, HEALTHY_SECONDS, self._stream_healthy
-                )
-                async for update in updates:
-                    received = True
-                    self._api_answered()
-                    self._stream_healthy()
-                    self._apply_stream(update)
-                failed = False
-                LOGGER.debug("The server ended the dispatch stream; reopening")
-            except DispatchAuthError as err:
-                self._auth_rejected()
-                self._set_connected(False, err)
-            except DispatchApiError as err:
-                self._set_connected(False, err)
-            except Exception as err:
-                # Never let the task die: log it and start over after a delay.
-                LOGGER.exception("Unexpected error while following the stream")
-                self._set_connected(False, err)
-            finally:
-                if updates is not None:
-                    updates.cancel()
-                if healthy_timer is not None:
-                    healthy_timer()
-            healthy = received or (
-                not failed and loop.time() - opened_at >= HEALTHY_SECONDS
-            )
-            if healthy:
-                failures = 0
-            if failed or not healthy:
-                failures += 1
-            relist = True
-            if failures:
-                await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
-
-    async def _relist_spacing(self) -> None:
-        """However often streams end, list at most once per MIN_RELIST_SECONDS."""
-        loop = asyncio.get_running_loop()
-        wait = self._last_list + MIN_RELIST_SECONDS - loop.time()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_list = loop.time()
-
-    async def _relist(self) -> None:
-        """List everything again (the stream is open) and reconcile."""
-        parsed = await self.api.list_all(self._known_versions())
-        # Not `_api_answered`: the key counts as valid again only once the
-        # stream takes it too, or a stream that always rejects it would
-        # never lead to a reauth.
-        self._set_connected(True)
-        await self._reconcile(parsed, announce=True)
-
-    @callback
-    def _api_answered(self) -> None:
-        """A listing or stream message came through: connected, key valid."""
-        self._auth_error_since = None
-        self._set_connected(True)
-
-    @callback
-    def _auth_rejected(self) -> None:
-        """Keep retrying; ask for a new key once it has failed for a while."""
-        now = dt_util.utcnow()
-        if self._auth_error_since is None:
-            self._auth_error_since = now
-            LOGGER.warning(
-                "The Dispatch API rejected the API key; retrying, and asking to "
-                "re-authenticate if this persists for %s",
-                AUTH_GRACE,
-            )
-        elif now - self._auth_error_since >= AUTH_GRACE:
-            # Once: HA does not start a second flow while one is open.
-            self.config_entry.async_start_reauth(self.hass)
-
-    @callback
-    def _set_connected(self, connected: bool, error: Exception | None = None) -> None:
-        """Track the connection; log an outage once, when it begins."""
-        if not connected and not self._outage:
-            self._outage = True
-            LOGGER.info(
-                "Dispatch API for microgrid %s is unreachable (%s); "
-                "known dispatches stay scheduled",
-                self.microgrid_id,
-                error,
-            )
-        if not connected and self._unsub_outage is None and not self._issue_raised:
-            self._unsub_outage = async_call_later(
-                self.hass, OUTAGE_ISSUE_AFTER, self._raise_outage_issue
-            )
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if connected:
-            self._cancel_outage_issue()
-            if self._issue_raised:
-                self._issue_raised = False
-                ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
-        async_dispatcher_send(self.hass, signal_connection(self._entry_id))
-
-    @property
-    def _issue_id(self) -> str:
-        return outage_issue_id(self._entry_id)
-
-    @callback
-    def _raise_outage_issue(self, _now: datetime) -> None:
-        """Unreachable for long: the cached schedule may be stale; tell the user."""
-        self._unsub_outage = None
-        self._issue_raised = True
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            self._issue_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="api_unreachable",
-            translation_placeholders={
-                "microgrid_id": str(self.microgrid_id),
-                "hours": str(int(OUTAGE_ISSUE_AFTER.total_seconds() // 3600)),
-            },
-        )
-
-    @callback
-    def _cancel_outage_issue(self) -> None:
-        if self._unsub_outage is not None:
-            self._unsub_outage()
-            self._unsub_outage = None
-
-    @callback
-    def _stream_healthy(self, _now: datetime | None = None) -> None:
-        """The stream works again: the outage (if any) is over; log it once."""
-        self._auth_error_since = None
-        if self._outage:
-            self._outage = False
-            LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
 
     # -- the three sources of change ------------------------------------------
 
     @callback
-    def _apply_stream(self, update: StreamUpdate) -> None:
+    def apply_stream(self, update: StreamUpdate) -> None:
         """Apply one stream message; entity writes of a burst are coalesced."""
         now = dt_util.utcnow()
         if update.event is Event.DELETED:
@@ -626,7 +421,7 @@ class FrequenzDispatchCoordinator:
         if self._flush_handle is None:
             self._flush_handle = self.hass.loop.call_soon(self._flush)
 
-    def _known_versions(self) -> dict[int, int]:
+    def known_versions(self) -> dict[int, int]:
         """The version we hold of every dispatch: the listing skips those."""
         known = {i: state.item.version for i, state in self._states.items()}
         for dispatch_id, bad in self._malformed.items():
@@ -634,7 +429,7 @@ class FrequenzDispatchCoordinator:
                 known[dispatch_id] = bad.version
         return known
 
-    async def _reconcile(
+    async def async_reconcile(
         self, parsed: list[ParsedDispatch | Unchanged], *, announce: bool
     ) -> None:
         """Make our set equal to a full listing, reporting the difference.
