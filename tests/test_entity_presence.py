@@ -8,11 +8,10 @@ from typing import Any
 
 import freezegun.api as freezegun_api
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.const import STATE_OFF, STATE_ON
+from homeassistant.const import EVENT_STATE_CHANGED, STATE_OFF, STATE_ON
 from homeassistant.core import Event, EventStateChangedData, HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import EntityPlatform
-from homeassistant.helpers.event import async_track_state_change_event
 import pytest
 
 from dispatch_sim.server import DispatchSimulator
@@ -41,10 +40,13 @@ class StateLog:
 
     def __init__(self, hass: HomeAssistant, entity_id: str) -> None:
         self.values: list[str | None] = []
-        async_track_state_change_event(hass, entity_id, self._changed)
+        self._entity_id = entity_id
+        hass.bus.async_listen(EVENT_STATE_CHANGED, self._changed)
 
     @callback
     def _changed(self, event: Event[EventStateChangedData]) -> None:
+        if event.data["entity_id"] != self._entity_id:
+            return
         new = event.data["new_state"]
         self.values.append(None if new is None else new.state)
 
