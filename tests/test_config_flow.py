@@ -488,7 +488,7 @@ async def test_reconfigure_moves_to_other_server_keeping_entities(
     )
     assert _entities(hass, entry) == before
     coordinator: FrequenzDispatchCoordinator = entry.runtime_data
-    assert set(coordinator.data) == {dispatch_id}
+    assert set(coordinator.dispatches()) == {dispatch_id}
 
 
 async def test_reconfigure_same_url_changes_secret(

@@ -9,6 +9,7 @@ from typing import Any
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.api.dispatch.v1 import dispatch_pb2
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
+import grpc
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
@@ -48,7 +49,7 @@ async def test_initial_fetch_across_pages(
         MICROGRID_ID + 1, type="OTHER", start_time=t0, duration=None, target=[1]
     )
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    assert set(coordinator.data) == ids
+    assert set(coordinator.dispatches()) == ids
     assert dispatch_server.list_calls >= 3  # 100 + 100 + 30
     # Existing dispatches are not "created" on start-up; none runs yet.
     assert recorder.events == []
@@ -67,7 +68,7 @@ async def test_stream_create_update_delete(
         duration=timedelta(minutes=30),
         payload={"power_w": 5000},
     )
-    await wait_for(hass, lambda: dispatch_id in coordinator.data, "created")
+    await wait_for(hass, lambda: dispatch_id in coordinator.dispatches(), "created")
     assert recorder.kinds() == ["created"]
     data = recorder.of("created")[0]
     assert data == {
@@ -91,7 +92,7 @@ async def test_stream_create_update_delete(
     assert recorder.of("updated")[0]["payload"] == {"power_w": 1000}
 
     dispatch_server.delete(MICROGRID_ID, dispatch_id)
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "deleted")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "deleted")
     assert recorder.kinds() == ["created", "updated", "deleted"]
 
 
@@ -360,7 +361,7 @@ async def test_reconcile_after_restart(
         "deleted": removed,
         "stopped": removed,
     }
-    assert set(coordinator.data) == {kept, changed, added}
+    assert set(coordinator.dispatches()) == {kept, changed, added}
     assert caplog.text.count("unreachable") == 1
     # "Back" is logged once the new stream has proven healthy.
     assert caplog.text.count("is back") == 0
@@ -389,7 +390,9 @@ async def test_clean_stream_end_relists_without_noise(
     assert dispatch_server.stream_calls == streams + 1
     # A change after the reopen still arrives.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=2), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.data, "created after reopen")
+    await wait_for(
+        hass, lambda: new_id in coordinator.dispatches(), "created after reopen"
+    )
     assert recorder.kinds() == ["created"]
 
 
@@ -425,7 +428,7 @@ async def test_malformed_dispatch_is_skipped(
     far_future_id = dispatch_server.insert_raw(MICROGRID_ID, far_future)
 
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    assert set(coordinator.data) == {good}
+    assert set(coordinator.dispatches()) == {good}
     assert set(coordinator.malformed) == {
         bad_id,
         no_start_id,
@@ -438,7 +441,9 @@ async def test_malformed_dispatch_is_skipped(
 
     # Still working: a new good one arrives through the stream.
     new_id = _create(dispatch_server, start_time=t0 + timedelta(hours=1), duration=None)
-    await wait_for(hass, lambda: new_id in coordinator.data, "new after malformed")
+    await wait_for(
+        hass, lambda: new_id in coordinator.dispatches(), "new after malformed"
+    )
     assert caplog.text.count(f"Skipping dispatch {bad_id}") == 1
 
 
@@ -604,7 +609,7 @@ async def test_older_valid_version_after_a_malformed_one_is_ignored(
     dispatch_server.insert_raw(
         MICROGRID_ID, _broken_copy(held, t0 + timedelta(seconds=1))
     )
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "skipped")
     assert recorder.kinds() == ["started", "stopped"]
     # The listing lags: it still has the older, valid version.
     dispatch_server.insert_raw(MICROGRID_ID, held, notify=False)
@@ -614,7 +619,7 @@ async def test_older_valid_version_after_a_malformed_one_is_ignored(
     await wait_for(hass, lambda: dispatch_server.list_calls == lists + 1, "re-list")
     await wait_for(hass, lambda: dispatch_server.open_streams == 1, "stream reopened")
     await settle(hass, 0.2)
-    assert dispatch_id not in coordinator.data
+    assert dispatch_id not in coordinator.dispatches()
     assert recorder.kinds() == ["started", "stopped"]
     assert set(coordinator.malformed) == {dispatch_id}
 
@@ -634,7 +639,7 @@ async def test_tombstones_are_dropped_once_a_listing_confirms(
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     for dispatch_id in ids:
         dispatch_server.delete(MICROGRID_ID, dispatch_id)
-    await wait_for(hass, lambda: not coordinator.data, "deleted")
+    await wait_for(hass, lambda: not coordinator.dispatches(), "deleted")
     assert coordinator.tombstones == 5
     freezer.tick(60)
     lists = dispatch_server.list_calls
@@ -666,7 +671,7 @@ async def test_versions_are_compared_exactly(
     stale.metadata.update_time.nanos = 123_456_400  # same microsecond, older
     dispatch_server.insert_raw(MICROGRID_ID, stale)
     await settle(hass, 0.3)
-    assert dispatch_id in coordinator.data
+    assert dispatch_id in coordinator.dispatches()
     assert coordinator.malformed == {}
     assert recorder.kinds() == ["started", "updated"]
 
@@ -693,7 +698,9 @@ async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
     message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
     poison = dispatch_server.insert_raw(MICROGRID_ID, message)
     after = _create(dispatch_server, start_time=t0 + 2 * minute, duration=minute)
-    await wait_for(hass, lambda: after in coordinator.data, "the next one arrives")
+    await wait_for(
+        hass, lambda: after in coordinator.dispatches(), "the next one arrives"
+    )
     assert coordinator.run_of(poison) is None
     assert recorder.kinds(poison) in ([], ["created"])
     await _go_to(hass, freezer, t0 + minute)
@@ -703,3 +710,37 @@ async def test_a_dispatch_that_cannot_be_evaluated_breaks_nothing(
     assert recorder.kinds(after) == ["created", "started", "stopped"]
     assert caplog.text.count(f"Skipping dispatch {poison}") <= 1
     assert "Unexpected error" not in caplog.text
+
+
+async def test_a_stream_that_always_rejects_the_key_leads_to_reauth(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """Listing works, every stream fails with PERMISSION_DENIED.
+
+    The successful listings do not reset the auth clock (reauth starts after
+    10 minutes) nor the back-off (no full listing every 6 s).
+    """
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    dispatch_server.fail_next(
+        grpc.StatusCode.PERMISSION_DENIED, times=10_000, rpcs=("stream",)
+    )
+    await dispatch_server.break_streams(grpc.StatusCode.PERMISSION_DENIED)
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    lists = dispatch_server.list_calls
+
+    def reauth_flows() -> list[str]:
+        flows = hass.config_entries.flow.async_progress()
+        return [flow["context"]["source"] for flow in flows]
+
+    now = t0
+    while now < t0 + timedelta(minutes=12) and not reauth_flows():
+        now += timedelta(seconds=5)
+        await _go_to(hass, freezer, now)
+        await settle(hass, 0.02)
+    assert reauth_flows() == ["reauth"]
+    # Back-off up to a minute: about 15 listings in 11 minutes, not 110.
+    assert dispatch_server.list_calls - lists <= 20

@@ -175,8 +175,9 @@ async def test_relists_are_spaced_and_reset_the_back_off(
     gaps: list[int] = []
 
     def waiting() -> bool:
-        """The coordinator waits on a timer that the next steps fire."""
-        return coordinator.retry_at is not None and coordinator.retry_at > now
+        """The stream follower waits on a timer that the next steps fire."""
+        retry_at = coordinator.stream.retry_at
+        return retry_at is not None and retry_at > now
 
     for _ in range(5):
         await wait_for(
@@ -226,11 +227,11 @@ async def test_malformed_versions_of_a_held_dispatch(
 
     dispatch_server.insert_raw(MICROGRID_ID, broken(t0 - timedelta(hours=1)))
     await settle(hass, 0.3)
-    assert dispatch_id in coordinator.data
+    assert dispatch_id in coordinator.dispatches()
     assert coordinator.malformed == {}
     assert recorder.kinds() == ["started"]
 
     dispatch_server.insert_raw(MICROGRID_ID, broken(t0 + timedelta(seconds=1)))
-    await wait_for(hass, lambda: dispatch_id not in coordinator.data, "skipped")
+    await wait_for(hass, lambda: dispatch_id not in coordinator.dispatches(), "skipped")
     assert set(coordinator.malformed) == {dispatch_id}
     assert recorder.kinds() == ["started", "stopped"]

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 from datetime import datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from frequenz.api.dispatch.v1.dispatch_pb2 import Dispatch
 from homeassistant.config_entries import ConfigEntryState
-from homeassistant.const import EVENT_HOMEASSISTANT_STOP, STATE_OFF, STATE_ON
-from homeassistant.core import HomeAssistant
+from homeassistant.const import (
+    EVENT_HOMEASSISTANT_FINAL_WRITE,
+    EVENT_HOMEASSISTANT_STOP,
+    STATE_OFF,
+    STATE_ON,
+)
+from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.helpers.storage import Store
 from homeassistant.util import dt as dt_util
+import pytest
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from custom_components.frequenz_dispatch.storage import SAVE_DELAY
@@ -18,10 +28,12 @@ from dispatch_sim.server import DispatchSimulator
 
 from .common import (
     MICROGRID_ID,
+    EventRecorder,
     create_dispatch as _create,
     go_to as _go_to,
     settle,
     setup_and_follow as _setup,
+    setup_entry,
     wait_for,
 )
 from .conftest import DOMAIN
@@ -259,11 +271,11 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
         "unnamed": "0",
     }
     # Its content is unknown: it stops, like any unreadable version.
-    assert held not in coordinator.data
+    assert held not in coordinator.dispatches()
     assert recorder.kinds(held) == ["started", "stopped"]
     # A normal dispatch still arrives on the recovered stream.
     later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
-    await wait_for(hass, lambda: later in coordinator.data, "stream recovered")
+    await wait_for(hass, lambda: later in coordinator.dispatches(), "stream recovered")
 
 
 async def test_ha_stop_saves_the_runs_at_once(
@@ -282,3 +294,259 @@ async def test_ha_stop_saves_the_runs_at_once(
     hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
     assert str(running) in hass_storage[key]["data"]["runs"]
+
+
+async def test_runs_that_end_or_start_during_ha_shutdown_are_reported_once(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """HA's stop sequence: the stream and the timer stop before the last save."""
+    ending = _create(dispatch_server, start_time=t0 - MINUTE, duration=2 * MINUTE)
+    starting = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    hass.set_state(CoreState.stopping)
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    await hass.async_block_till_done()
+    # Seconds into the shutdown, one run ends and another starts: the entry
+    # no longer reports anything, so the saved state stays true.
+    await _go_to(hass, freezer, t0 + 2 * MINUTE)
+    assert recorder.kinds() == ["started"]
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    on_disk = dict(hass_storage[key])
+    assert list(on_disk["data"]["runs"]) == [str(ending)]
+    # "Restart": the entry starts again from what was written at the final write.
+    await _reload(hass, entry_id)
+    hass_storage[key] = on_disk
+    hass.set_state(CoreState.running)
+    await _load(hass, entry_id)
+    assert recorder.kinds(ending) == ["started", "stopped"]
+    assert recorder.kinds(starting) == ["started"]
+
+
+async def test_an_older_save_never_lands_after_a_newer_one(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    """A slow delayed save and the save of an unload: the newest is kept."""
+    later = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    gate = asyncio.Event()
+    writes: list[list[str]] = []
+    original = Store.async_save
+
+    async def slow_first_save(store: Store[Any], data: Any) -> None:
+        writes.append(list(data["runs"]))
+        if len(writes) == 1:
+            await gate.wait()  # the disk is slow this time
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "async_save", slow_first_save)
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    await wait_for(hass, lambda: len(writes) == 1, "delayed save")
+    await _go_to(hass, freezer, t0 + MINUTE)
+    assert recorder.kinds(later) == ["started"]
+    unload = hass.async_create_task(hass.config_entries.async_unload(entry_id))
+    for _ in range(50):  # not block_till_done: the unload waits for the gate
+        await asyncio.sleep(0)
+    gate.set()
+    assert await unload
+    await hass.async_block_till_done()
+    assert writes == [[], [str(later)]]
+    assert list(hass_storage[key]["data"]["runs"]) == [str(later)]
+    await _load(hass, entry_id)
+    assert recorder.kinds(later) == ["started"]
+
+
+async def test_a_save_under_way_never_writes_after_removal(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    gate = asyncio.Event()
+    writes: list[int] = []
+    original = Store.async_save
+
+    async def slow_first_save(store: Store[Any], data: Any) -> None:
+        writes.append(1)
+        if len(writes) == 1:
+            await gate.wait()
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "async_save", slow_first_save)
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    await wait_for(hass, lambda: len(writes) == 1, "delayed save")
+    remove = hass.async_create_task(hass.config_entries.async_remove(entry_id))
+    for _ in range(50):  # not block_till_done: the unload waits for the gate
+        await asyncio.sleep(0)
+    gate.set()
+    await remove
+    await hass.async_block_till_done()
+    assert key not in hass_storage
+
+
+async def _raise_outage_issue(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    freezer: FrozenDateTimeFactory,
+    coordinator: FrequenzDispatchCoordinator,
+    t0: datetime,
+) -> str:
+    issue_id = f"api_unreachable_{coordinator.config_entry.entry_id}"
+    await dispatch_server.stop()
+    await wait_for(hass, lambda: not coordinator.connected, "disconnected")
+    await _go_to(hass, freezer, t0 + timedelta(hours=6, minutes=1))
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+    return issue_id
+
+
+async def test_a_reload_with_the_api_back_clears_the_outage_issue(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    issue_id = await _raise_outage_issue(
+        hass, dispatch_server, freezer, coordinator, t0
+    )
+    await _reload(hass, entry_id)
+    await dispatch_server.start()
+    for _ in range(10):  # gRPC may hold back a reconnect for a while
+        coordinator = await _load(hass, entry_id)
+        if coordinator.connected:
+            break
+        await _reload(hass, entry_id)
+        await settle(hass, 0.5)
+    assert coordinator.connected
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_removing_the_entry_removes_its_repair_issues(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _raise_outage_issue(hass, dispatch_server, freezer, coordinator, t0)
+    for prefix in ("dispatch_unlistable", "duplicate_microgrid"):
+        ir.async_create_issue(
+            hass,
+            DOMAIN,
+            f"{prefix}_{entry_id}",
+            is_fixable=False,
+            severity=ir.IssueSeverity.WARNING,
+            translation_key=prefix,
+        )
+    assert await hass.config_entries.async_remove(entry_id)
+    await hass.async_block_till_done()
+    issues = ir.async_get(hass).issues
+    assert [key for key in issues if key[0] == DOMAIN] == []
+
+
+async def test_a_store_file_of_the_wrong_shape_never_blocks_setup(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """Unreadable items are skipped; a run whose dispatch is unreadable stops."""
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    kept = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    key = f"{DOMAIN}.{entry_id}"
+    await _reload(hass, entry_id)
+    data = hass_storage[key]["data"]
+    assert list(data["runs"]) == [str(running)]
+    # The running dispatch's stored form is damaged; junk runs are added.
+    data["dispatches"] = [
+        encoded
+        for encoded in data["dispatches"]
+        if Dispatch.FromString(base64.b64decode(encoded)).metadata.dispatch_id
+        != running
+    ] + ["!!not base64!!", 17]
+    data["runs"].update({"x": "bad", "7": [1, 2], "8": "ab", "9": None})
+    data["saved_at"] = 5
+    await dispatch_server.stop()
+    await _load(hass, entry_id)
+    assert recorder.kinds(running) == ["started", "stopped"]
+    assert recorder.of("stopped")[0]["window_start"] == (t0 - MINUTE).isoformat()
+    assert _state(hass, entry_id, f"dispatch_{kept}") == STATE_OFF
+    # Not a mapping at all: loads as if there was nothing (a first setup).
+    await _reload(hass, entry_id)
+    hass_storage[key]["data"] = ["not", "a", "mapping"]
+    await dispatch_server.start()
+    for _ in range(10):  # gRPC may hold back a reconnect for a while
+        coordinator = await _load(hass, entry_id)
+        if coordinator.connected:
+            break
+        await _reload(hass, entry_id)
+        await settle(hass, 0.5)
+    assert _state(hass, entry_id, f"dispatch_{kept}") == STATE_OFF
+
+
+async def test_a_deletion_survives_a_reload_against_a_lagging_listing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """The stream said deleted; a listing that still has it cannot revive it."""
+    gone = _create(dispatch_server, start_time=t0 + 5 * MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    (raw,) = dispatch_server.raw_dispatches(MICROGRID_ID)
+    dispatch_server.delete(MICROGRID_ID, gone)
+    await wait_for(hass, lambda: recorder.kinds(gone) == ["deleted"], "deleted")
+    await _reload(hass, entry_id)
+    dispatch_server.insert_raw(MICROGRID_ID, raw, notify=False)  # lagging
+    coordinator = await _load(hass, entry_id)
+    assert coordinator.connected
+    assert recorder.kinds(gone) == ["deleted"]
+    assert gone not in coordinator.dispatches()
+
+
+async def test_a_start_held_during_boot_is_reported_after_an_unload(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """Unloaded before HA has started: its held `started` comes at the next load."""
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    hass.set_state(CoreState.not_running)  # boot again, as bootstrap does
+    recorder = EventRecorder().attach(hass)
+    entry = await setup_entry(hass, entry_data)
+    assert recorder.kinds() == []  # held until HA has started
+    await _reload(hass, entry.entry_id)
+    await hass.async_start()
+    await hass.async_block_till_done()
+    await _load(hass, entry.entry_id)
+    assert recorder.kinds(running) == ["started"]

@@ -59,10 +59,12 @@ async def async_setup_entry(
         await coordinator.async_shutdown()
         raise
     entry.async_on_unload(coordinator.async_shutdown)
-    # HA does not unload entries when it stops: save then, so a restart
-    # continues every run without repeating or losing one.
+    # HA does not unload entries when it stops: stop the stream and the timer
+    # then and save, so a restart continues every run without repeating or
+    # losing one (a run starting during the shutdown is reported at the next
+    # load).
     entry.async_on_unload(
-        hass.bus.async_listen_once(EVENT_HOMEASSISTANT_STOP, coordinator.async_save)
+        hass.bus.async_listen(EVENT_HOMEASSISTANT_STOP, coordinator.async_stop)
     )
     entry.runtime_data = coordinator
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)

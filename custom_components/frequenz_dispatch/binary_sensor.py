@@ -45,28 +45,39 @@ async def async_setup_entry(
     coordinator = entry.runtime_data
     registry = er.async_get(hass)
     dispatch_prefix = f"{entry.entry_id}_dispatch_"
-    added: set[int] = set()
+    sensors: dict[int, DispatchRunningSensor] = {}
+    """The sensor of every dispatch that has one, or is being added."""
 
     def add_in_batches(entities: list[Entity]) -> None:
         for first in range(0, len(entities), BATCH):
             async_add_entities(entities[first : first + BATCH])
 
+    def new_sensor(dispatch_id: int) -> DispatchRunningSensor:
+        sensor = sensors[dispatch_id] = DispatchRunningSensor(coordinator, dispatch_id)
+
+        @callback
+        def forget() -> None:
+            if sensors.get(dispatch_id) is sensor:
+                del sensors[dispatch_id]
+
+        sensor.async_on_remove(forget)
+        return sensor
+
     @callback
     def _changed(appeared: list[int], vanished: list[int], types: list[str]) -> None:
         for dispatch_id in vanished:
-            added.discard(dispatch_id)
             entity_id = registry.async_get_entity_id(
                 "binary_sensor", DOMAIN, f"{dispatch_prefix}{dispatch_id}"
             )
             if entity_id is not None:
+                sensors.pop(dispatch_id, None)
                 registry.async_remove(entity_id)
+            # Otherwise it is still being added: once added, it sees that its
+            # dispatch is gone and removes itself (no orphan, no duplicate).
         new: list[Entity] = [
             DispatchTypeSensor(coordinator, dispatch_type) for dispatch_type in types
         ]
-        for dispatch_id in appeared:
-            if dispatch_id not in added:
-                added.add(dispatch_id)
-                new.append(DispatchRunningSensor(coordinator, dispatch_id))
+        new.extend(new_sensor(i) for i in appeared if i not in sensors)
         add_in_batches(new)
 
     current, types = coordinator.async_set_entity_listener(_changed)
@@ -88,19 +99,26 @@ async def async_setup_entry(
         ):
             type_keys.add(_type_key(known))
             types.append(known)
+    coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
     add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
-    added.update(wanted)
     ordered = sorted(current)
     for first in range(0, len(ordered), BATCH):
         async_add_entities(
             [
-                DispatchRunningSensor(coordinator, dispatch_id)
+                new_sensor(dispatch_id)
                 for dispatch_id in ordered[first : first + BATCH]
-                if dispatch_id in added  # not gone while we yielded
+                # Not added by a change, nor gone, while we yielded.
+                if dispatch_id not in sensors and _is_current(coordinator, dispatch_id)
             ]
         )
         await asyncio.sleep(0)
+
+
+def _is_current(coordinator: FrequenzDispatchCoordinator, dispatch_id: int) -> bool:
+    """Whether the dispatch runs or has a run to come (it has a sensor then)."""
+    state = coordinator.state_of(dispatch_id)
+    return state is not None and state.current
 
 
 def _stored_type(reg_entry: er.RegistryEntry) -> str | None:
@@ -160,6 +178,20 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
             type=type_name(hass, dispatch_type),
         )
 
+    async def async_added_to_hass(self) -> None:
+        """Follow the dispatch; leave at once if it went while being added."""
+        await super().async_added_to_hass()
+        if not _is_current(self.coordinator, self.dispatch_id):
+            # After HA has finished adding it (it writes its state first).
+            self.hass.loop.call_soon(self._remove_if_gone)
+
+    @callback
+    def _remove_if_gone(self) -> None:
+        if self.registry_entry is not None and not _is_current(
+            self.coordinator, self.dispatch_id
+        ):
+            er.async_get(self.hass).async_remove(self.entity_id)
+
     @callback
     def _handle_change(self) -> None:
         """Write the new state; a new type renames the sensor."""
@@ -180,11 +212,6 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
             er.async_get(self.hass).async_update_entity(
                 self.entity_id, original_name=self._attr_name
             )
-
-    @property
-    def available(self) -> bool:
-        """Unavailable only between its deletion and its removal."""
-        return self.coordinator.state_of(self.dispatch_id) is not None
 
     @property
     def is_on(self) -> bool:

@@ -1,7 +1,7 @@
 """The one source of truth of a config entry: every dispatch, its run, its changes.
 
-Every change takes one path, whatever brought it (a stream message, a listing,
-the timer):
+Every change takes one path, whatever brought it (a stream message or a
+listing, handed over by `stream.StreamFollower`, or the timer):
 
     _accept / _on_timer ──► _apply(id, new version, now, lifecycle event)
         ├─► bus event + event entity          (reporter, once per change)
@@ -14,25 +14,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.types import Event
-from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.dispatcher import async_dispatcher_send
-from homeassistant.helpers.event import async_call_later
 from homeassistant.util import dt as dt_util
 
 from .api import (
     DispatchApi,
     DispatchApiError,
     DispatchAuthError,
-    DispatchStream,
     MalformedDispatch,
     ParsedDispatch,
     StreamUpdate,
@@ -49,39 +46,21 @@ from .const import (
     EVENT_STOPPED,
     EVENT_UPDATED,
     LOGGER,
-    signal_connection,
     signal_dispatch,
     signal_runs_changed,
     signal_summary,
     signal_type,
 )
-from .event_data import dispatch_data, event_data, run_data
+from .event_data import dispatch_data, event_data, run_data, unknown_dispatch_data
+from .migration import duplicate_issue_id
 from .reporter import EventReporter
 from .schedule import Run
 from .storage import EntryStore, Snapshot
+from .stream import StreamFollower, outage_issue_id
 from .timeline import KeyedHeap, Timeline
 
 if TYPE_CHECKING:
     from .data import FrequenzDispatchConfigEntry
-
-RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
-"""Seconds to wait before reconnecting, by consecutive failure."""
-
-HEALTHY_SECONDS = 30.0
-"""A stream open this long (or that delivered a change) resets the back-off.
-
-A shorter one counts as a failure even when it ended cleanly, so a server or
-proxy that keeps closing streams cannot cause a hot reconnect loop.
-"""
-
-MIN_RELIST_SECONDS = 5.0
-"""Listings never come closer than this, however often streams end."""
-
-AUTH_GRACE = timedelta(minutes=10)
-"""Auth errors persisting this long start a reauth flow (retries go on)."""
-
-OUTAGE_ISSUE_AFTER = timedelta(hours=6)
-"""Unreachable this long raises a repair issue (the cache may be stale)."""
 
 CHUNK = 250
 """Dispatches applied between two yields to the loop during a listing."""
@@ -124,12 +103,18 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
+def unlistable_issue_id(entry_id: str) -> str:
+    """The repair issue naming dispatches too large to be received."""
+    return f"dispatch_unlistable_{entry_id}"
+
+
 class FrequenzDispatchCoordinator:
     """Holds the dispatches of one microgrid and follows their changes.
 
-    `async_setup` lists everything; then a background task follows the
-    stream and, every time the stream has to be reopened, lists again and
-    reconciles (created/updated/deleted for the difference). A dispatch is
+    `async_setup` lists everything; then `StreamFollower` (stream.py) keeps
+    the stream open and hands each message (`apply_stream`) and, every time
+    the stream has to be reopened, a new listing (`async_reconcile`:
+    created/updated/deleted for the difference) to it. A dispatch is
     never replaced by an older version; deleted ids are kept (bounded) so a
     late listing cannot bring them back.
     """
@@ -149,7 +134,6 @@ class FrequenzDispatchCoordinator:
         self.options = dict(config_entry.options)
         """The options this coordinator's entities were set up with."""
         self.microgrid_id = api.microgrid_id
-        self.connected = False
         self.device_id: str | None = None
         entry_id = config_entry.entry_id
         self._entry_id = entry_id
@@ -169,6 +153,10 @@ class FrequenzDispatchCoordinator:
         self.store = EntryStore(hass, entry_id)
         self._carried: RunningState = {}
         """Runs reported before the last unload/restart, not yet seen again."""
+        self._held_starts: set[int] = set()
+        """Runs whose `started` is held until HA has started (not yet reported)."""
+        self._held_stops: dict[int, Run] = {}
+        """Runs whose `stopped` is held (still reported as going on)."""
         self._loaded = False
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
@@ -179,29 +167,21 @@ class FrequenzDispatchCoordinator:
         self._new_types: list[str] = []
         self._flush_handle: asyncio.Handle | None = None
         self._entity_listener: EntityListener | None = None
-        self._first_stream: DispatchStream | None = None
-        self._stream_task: asyncio.Task[None] | None = None
+        self.stream = StreamFollower(hass, config_entry, api, self)
         self._stopped = False
-        self._outage = False
-        self._auth_error_since: datetime | None = None
-        self._unsub_outage: CALLBACK_TYPE | None = None
-        self._issue_raised = False
-        self._last_list = 0.0
-        self.retry_at: datetime | None = None
-        """When the stream task, waiting to reconnect or re-list, goes on."""
         self.evaluations = 0
         """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
     # -- read API (entities, calendar, triggers, services, diagnostics) -----
 
+    @property
+    def connected(self) -> bool:
+        """Whether the API answers (the stream follower's view)."""
+        return self.stream.connected
+
     def dispatches(self) -> Mapping[int, ValidDispatch]:
         """Every valid dispatch known now (a read-only live view)."""
         return self._items_view
-
-    @property
-    def data(self) -> Mapping[int, ValidDispatch]:
-        """Every valid dispatch known now (same as `dispatches()`)."""
-        return self.dispatches()
 
     def state_of(self, dispatch_id: int) -> DispatchState | None:
         """The state of one dispatch, None if unknown."""
@@ -282,6 +262,14 @@ class FrequenzDispatchCoordinator:
         current = [i for i, state in self._states.items() if state.current]
         return current, sorted(self._seen_types)
 
+    @callback
+    def async_add_known_types(self, types: list[str]) -> None:
+        """Types whose sensor exists already (restored from the registry).
+
+        No second sensor is created for them when a dispatch of the type comes.
+        """
+        self._seen_types.update(types)
+
     # -- setup and shutdown ---------------------------------------------------
 
     async def async_setup(self) -> None:
@@ -301,20 +289,14 @@ class FrequenzDispatchCoordinator:
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
-            parsed = await self.api.list_all(self._known_versions())
+            parsed = await self.api.list_all(self.known_versions())
         except DispatchAuthError as err:
             stream.cancel()
             if snapshot is None:
                 raise ConfigEntryAuthFailed(
                     translation_domain=DOMAIN, translation_key="invalid_auth"
                 ) from err
-            LOGGER.warning(
-                "The Dispatch API rejected the API key; running from the cache "
-                "and asking to re-authenticate"
-            )
-            self._auth_error_since = dt_util.utcnow()
-            self._set_connected(False, err)
-            self.config_entry.async_start_reauth(self.hass)
+            self.stream.setup_failed(err)
             self._loaded = True
             self.store.schedule_save(self._save_source)
             return
@@ -326,15 +308,13 @@ class FrequenzDispatchCoordinator:
                     translation_key="cannot_connect",
                     translation_placeholders={"error": str(err)},
                 ) from err
-            self._set_connected(False, err)
+            self.stream.setup_failed(err)
             self._loaded = True
             self.store.schedule_save(self._save_source)
             return
-        self._first_stream = stream
-        self.connected = True
+        self.stream.setup_listed(stream)
         # Against a cache, every difference is news: announce it.
-        await self._reconcile(parsed, announce=snapshot is not None)
-        self._stop_carried()
+        await self.async_reconcile(parsed, announce=snapshot is not None)
         self._loaded = True
         self.store.schedule_save(self._save_source)
 
@@ -346,38 +326,60 @@ class FrequenzDispatchCoordinator:
             for dispatch_id, run in snapshot.runs.items()
             if dispatch_id in by_id
         }
-        await self._reconcile(list(snapshot.dispatches), announce=False)
+        for dispatch_id, run in snapshot.runs.items():
+            if dispatch_id not in by_id:
+                # Its stored form is unreadable: its run cannot go on.
+                self._note_held(EVENT_STOPPED, dispatch_id, run)
+                self.reporter.fire(
+                    EVENT_STOPPED,
+                    _unknown_stopped(
+                        self._entry_id,
+                        self.microgrid_id,
+                        dispatch_id,
+                        run,
+                        self.device_id,
+                    ),
+                )
+        await self.async_reconcile(list(snapshot.dispatches), announce=False)
+        for dispatch_id in snapshot.deleted:
+            self._tombstone(dispatch_id)
         # Runs that ended while we were away end now: before any listing.
         self._stop_carried()
 
-    async def async_save(self, _event: Any = None) -> None:
-        """Save the dispatches and reported runs now (also when HA stops)."""
-        if self._loaded:
-            await self.store.async_save_now(self._save_source)
+    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run], list[int]]:
+        """What to save: references only (encoded in the executor).
 
-    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run]]:
-        """What to save: references only (encoded in the executor)."""
+        The runs are those reported: a run whose `started` is still held is
+        not (the next load reports it), one whose `stopped` is held still is.
+        """
         runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
         for dispatch_id in self._running:
             run = self._states[dispatch_id].run
-            if run is not None:
+            if run is not None and dispatch_id not in self._held_starts:
                 runs[dispatch_id] = run
-        return [state.item for state in self._states.values()], runs
+        runs.update(self._held_stops)
+        return (
+            [state.item for state in self._states.values()],
+            runs,
+            list(self._deleted),
+        )
 
     @callback
     def async_start_stream(self) -> None:
         """Follow the stream in a task that ends with the config entry."""
-        self._stream_task = self.config_entry.async_create_background_task(
-            self.hass, self._follow_stream(), f"{DOMAIN} stream {self.microgrid_id}"
-        )
+        self.stream.start()
 
     @callback
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
         """Send the events held since setup (call once HA has started)."""
         self.reporter.release()
+        self._held_starts.clear()
+        self._held_stops.clear()
 
-    async def async_stop(self) -> None:
+    async def async_stop(self, _event: Any = None) -> None:
         """Stop following the stream and the timer, keeping running runs.
+
+        Also called when HA stops (entries are not unloaded then).
 
         Called before the platforms unload, so no change can reach entities
         that are going away. The runs that are still going on are kept for a
@@ -386,203 +388,26 @@ class FrequenzDispatchCoordinator:
         if self._stopped:
             return
         self._stopped = True
-        if self._stream_task is not None:
-            self._stream_task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._stream_task
+        await self.stream.async_stop()
         self.timeline.cancel()
-        self._cancel_outage_issue()
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
-        if self._loaded:
-            # A reload or restart continues from here: no run starts twice.
-            await self.async_save()
-        else:
-            self.store.cancel()
+        # A reload or restart continues from here: no run starts twice. The
+        # stream and the timer are stopped first, so no start or stop can be
+        # reported after this last save (HA writes it at its final write).
+        await self.store.async_close(self._save_source if self._loaded else None)
 
     async def async_shutdown(self) -> None:
         """Stop everything (if `async_stop` has not yet), close the connection."""
         await self.async_stop()
-        if self._first_stream is not None:
-            self._first_stream.cancel()
+        self.stream.close()
         await self.api.close()
-
-    # -- stream -------------------------------------------------------------
-
-    async def _follow_stream(self) -> None:
-        failures = 0
-        # Set up from the cache: nothing was listed yet.
-        relist = self._first_stream is None
-        loop = asyncio.get_running_loop()
-        self._last_list = loop.time()
-        while True:
-            updates, self._first_stream = self._first_stream, None
-            received = False
-            failed = True
-            healthy_timer: CALLBACK_TYPE | None = None
-            try:
-                if relist:
-                    await self._relist_spacing()
-                if updates is None:
-                    updates = self.api.open_stream()
-                opened_at = loop.time()
-                if relist:
-                    await self._relist()
-                    failures = 0  # a successful re-list resets the back-off
-                # A stream that stays open this long counts as healthy even
-                # when no change arrives.
-                healthy_timer = async_call_later(
-                    self.hass, HEALTHY_SECONDS, self._stream_healthy
-                )
-                async for update in updates:
-                    received = True
-                    self._api_answered()
-                    self._stream_healthy()
-                    self._apply_stream(update)
-                failed = False
-                LOGGER.debug("The server ended the dispatch stream; reopening")
-            except DispatchAuthError as err:
-                self._auth_rejected()
-                self._set_connected(False, err)
-            except DispatchApiError as err:
-                self._set_connected(False, err)
-            except Exception as err:
-                # Never let the task die: log it and start over after a delay.
-                LOGGER.exception("Unexpected error while following the stream")
-                self._set_connected(False, err)
-            finally:
-                if updates is not None:
-                    updates.cancel()
-                if healthy_timer is not None:
-                    healthy_timer()
-            healthy = received or (
-                not failed and loop.time() - opened_at >= HEALTHY_SECONDS
-            )
-            if healthy:
-                failures = 0
-            if failed or not healthy:
-                failures += 1
-            relist = True
-            if failures:
-                await self._wait(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
-
-    async def _relist_spacing(self) -> None:
-        """However often streams end, list at most once per MIN_RELIST_SECONDS."""
-        loop = asyncio.get_running_loop()
-        wait = self._last_list + MIN_RELIST_SECONDS - loop.time()
-        if wait > 0:
-            await self._wait(wait)
-        self._last_list = loop.time()
-
-    async def _wait(self, seconds: float) -> None:
-        """Wait on an HA timer; `retry_at` says until when."""
-        woken: asyncio.Future[None] = self.hass.loop.create_future()
-
-        @callback
-        def _wake(_now: datetime) -> None:
-            if not woken.done():
-                woken.set_result(None)
-
-        cancel = async_call_later(self.hass, seconds, _wake)
-        self.retry_at = dt_util.utcnow() + timedelta(seconds=seconds)
-        try:
-            await woken
-        finally:
-            cancel()
-            self.retry_at = None
-
-    async def _relist(self) -> None:
-        """List everything again (the stream is open) and reconcile."""
-        parsed = await self.api.list_all(self._known_versions())
-        self._api_answered()
-        await self._reconcile(parsed, announce=True)
-
-    @callback
-    def _api_answered(self) -> None:
-        """A listing or stream message came through: connected, key valid."""
-        self._auth_error_since = None
-        self._set_connected(True)
-
-    @callback
-    def _auth_rejected(self) -> None:
-        """Keep retrying; ask for a new key once it has failed for a while."""
-        now = dt_util.utcnow()
-        if self._auth_error_since is None:
-            self._auth_error_since = now
-            LOGGER.warning(
-                "The Dispatch API rejected the API key; retrying, and asking to "
-                "re-authenticate if this persists for %s",
-                AUTH_GRACE,
-            )
-        elif now - self._auth_error_since >= AUTH_GRACE:
-            # Once: HA does not start a second flow while one is open.
-            self.config_entry.async_start_reauth(self.hass)
-
-    @callback
-    def _set_connected(self, connected: bool, error: Exception | None = None) -> None:
-        """Track the connection; log an outage once, when it begins."""
-        if not connected and not self._outage:
-            self._outage = True
-            LOGGER.info(
-                "Dispatch API for microgrid %s is unreachable (%s); "
-                "known dispatches stay scheduled",
-                self.microgrid_id,
-                error,
-            )
-        if not connected and self._unsub_outage is None and not self._issue_raised:
-            self._unsub_outage = async_call_later(
-                self.hass, OUTAGE_ISSUE_AFTER, self._raise_outage_issue
-            )
-        if connected == self.connected:
-            return
-        self.connected = connected
-        if connected:
-            self._cancel_outage_issue()
-            if self._issue_raised:
-                self._issue_raised = False
-                ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
-        async_dispatcher_send(self.hass, signal_connection(self._entry_id))
-
-    @property
-    def _issue_id(self) -> str:
-        return f"api_unreachable_{self._entry_id}"
-
-    @callback
-    def _raise_outage_issue(self, _now: datetime) -> None:
-        """Unreachable for long: the cached schedule may be stale; tell the user."""
-        self._unsub_outage = None
-        self._issue_raised = True
-        ir.async_create_issue(
-            self.hass,
-            DOMAIN,
-            self._issue_id,
-            is_fixable=False,
-            severity=ir.IssueSeverity.WARNING,
-            translation_key="api_unreachable",
-            translation_placeholders={
-                "microgrid_id": str(self.microgrid_id),
-                "hours": str(int(OUTAGE_ISSUE_AFTER.total_seconds() // 3600)),
-            },
-        )
-
-    @callback
-    def _cancel_outage_issue(self) -> None:
-        if self._unsub_outage is not None:
-            self._unsub_outage()
-            self._unsub_outage = None
-
-    @callback
-    def _stream_healthy(self, _now: datetime | None = None) -> None:
-        """The stream works again: the outage (if any) is over; log it once."""
-        if self._outage:
-            self._outage = False
-            LOGGER.info("Dispatch API for microgrid %s is back", self.microgrid_id)
 
     # -- the three sources of change ------------------------------------------
 
     @callback
-    def _apply_stream(self, update: StreamUpdate) -> None:
+    def apply_stream(self, update: StreamUpdate) -> None:
         """Apply one stream message; entity writes of a burst are coalesced."""
         now = dt_util.utcnow()
         if update.event is Event.DELETED:
@@ -596,7 +421,7 @@ class FrequenzDispatchCoordinator:
         if self._flush_handle is None:
             self._flush_handle = self.hass.loop.call_soon(self._flush)
 
-    def _known_versions(self) -> dict[int, int]:
+    def known_versions(self) -> dict[int, int]:
         """The version we hold of every dispatch: the listing skips those."""
         known = {i: state.item.version for i, state in self._states.items()}
         for dispatch_id, bad in self._malformed.items():
@@ -604,7 +429,7 @@ class FrequenzDispatchCoordinator:
                 known[dispatch_id] = bad.version
         return known
 
-    async def _reconcile(
+    async def async_reconcile(
         self, parsed: list[ParsedDispatch | Unchanged], *, announce: bool
     ) -> None:
         """Make our set equal to a full listing, reporting the difference.
@@ -643,7 +468,7 @@ class FrequenzDispatchCoordinator:
     @callback
     def _report_unlistable(self, ids: list[int], unnamed: int) -> None:
         """A repair issue names the dispatches too large to be received."""
-        issue_id = f"dispatch_unlistable_{self._entry_id}"
+        issue_id = unlistable_issue_id(self._entry_id)
         if not ids and not unnamed:
             ir.async_delete_issue(self.hass, DOMAIN, issue_id)
             return
@@ -832,10 +657,19 @@ class FrequenzDispatchCoordinator:
             if new_counts and new_type is not None:
                 self._type_running.setdefault(new_type, set()).add(dispatch_id)
                 self._dirty_types.add(new_type)
+        self._mark_entity(dispatch_id, state, was_current=was_current)
+
+    @callback
+    def _mark_entity(
+        self, dispatch_id: int, state: DispatchState | None, *, was_current: bool
+    ) -> None:
+        """Whether the dispatch's sensor comes, goes, or writes a new state."""
         is_current = state is not None and state.current
         if is_current != was_current:
             self._presence[dispatch_id] = is_current
-        elif is_current and state is not None and state.attributes is None:
+        # A sensor about to go writes `off` first (automations see it).
+        going = was_current and not is_current
+        if going or (is_current and state is not None and state.attributes is None):
             self._dirty_ids.add(dispatch_id)
 
     def _counts(self, item: ValidDispatch) -> bool:
@@ -874,7 +708,21 @@ class FrequenzDispatchCoordinator:
         }
         if window:
             event.update(run_data(run))
+        self._note_held(event_type, item.id, run)
         self.reporter.fire(event_type, event)
+
+    @callback
+    def _note_held(self, event_type: str, dispatch_id: int, run: Run | None) -> None:
+        """Track runs whose `started`/`stopped` waits for HA to start."""
+        if not self.reporter.holding or run is None:
+            return
+        if event_type == EVENT_STARTED:
+            self._held_starts.add(dispatch_id)
+        elif event_type == EVENT_STOPPED:
+            if dispatch_id in self._held_starts:
+                self._held_starts.discard(dispatch_id)  # neither is reported
+            else:
+                self._held_stops[dispatch_id] = run
 
     # -- runs carried across a reload -------------------------------------------
 
@@ -905,6 +753,10 @@ class FrequenzDispatchCoordinator:
             self._flush_handle.cancel()
             self._flush_handle = None
         hass, entry_id = self.hass, self._entry_id
+        # Signals first: a sensor about to go writes its last state (`off`).
+        dirty_ids, self._dirty_ids = self._dirty_ids, set()
+        for dispatch_id in dirty_ids:
+            async_dispatcher_send(hass, signal_dispatch(entry_id, dispatch_id))
         if self._entity_listener is not None and (self._presence or self._new_types):
             presence, self._presence = self._presence, {}
             new_types, self._new_types = self._new_types, []
@@ -913,9 +765,6 @@ class FrequenzDispatchCoordinator:
                 [i for i, present in presence.items() if not present],
                 new_types,
             )
-        dirty_ids, self._dirty_ids = self._dirty_ids, set()
-        for dispatch_id in dirty_ids:
-            async_dispatcher_send(hass, signal_dispatch(entry_id, dispatch_id))
         dirty_types, self._dirty_types = self._dirty_types, set()
         for dispatch_type in dirty_types:
             async_dispatcher_send(hass, signal_type(entry_id, dispatch_type))
@@ -929,10 +778,36 @@ class FrequenzDispatchCoordinator:
                 self.store.schedule_save(self._save_source)
 
 
+def _unknown_stopped(
+    entry_id: str,
+    microgrid_id: int,
+    dispatch_id: int,
+    run: Run,
+    device_id: str | None,
+) -> dict[str, Any]:
+    """The `stopped` of a reported run whose dispatch can no longer be read."""
+    LOGGER.warning(
+        "Dispatch %s of microgrid %s cannot be read from the cache; its run "
+        "is reported as stopped",
+        dispatch_id,
+        microgrid_id,
+    )
+    return {
+        "config_entry_id": entry_id,
+        "microgrid_id": microgrid_id,
+        "device_id": device_id,
+        **unknown_dispatch_data(dispatch_id),
+        **run_data(run),
+    }
+
+
 async def async_forget_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """A removed entry: `stopped` for every run it reported, then no trace."""
+    """A removed entry: `stopped` for every run it reported, then no trace.
+
+    Its stored state and its repair issues go with it.
+    """
     store = EntryStore(hass, entry.entry_id)
     snapshot = await store.async_load()
     if snapshot is not None:
@@ -940,19 +815,29 @@ async def async_forget_entry(
         device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, entry.entry_id)}
         )
+        device_id = None if device is None else device.id
+        microgrid_id = int(entry.data[CONF_MICROGRID_ID])
         for dispatch_id, run in snapshot.runs.items():
             item = by_id.get(dispatch_id)
-            if item is None:
-                continue
             hass.bus.async_fire(
                 EVENT_STOPPED,
-                event_data(
+                _unknown_stopped(
+                    entry.entry_id, microgrid_id, dispatch_id, run, device_id
+                )
+                if item is None
+                else event_data(
                     entry.entry_id,
-                    int(entry.data[CONF_MICROGRID_ID]),
+                    microgrid_id,
                     item.dispatch,
                     run,
                     with_window=True,
-                    device_id=None if device is None else device.id,
+                    device_id=device_id,
                 ),
             )
     await store.async_remove()
+    for issue_id in (
+        outage_issue_id(entry.entry_id),
+        unlistable_issue_id(entry.entry_id),
+        duplicate_issue_id(entry.entry_id),
+    ):
+        ir.async_delete_issue(hass, DOMAIN, issue_id)

@@ -98,3 +98,22 @@ def event_data(
     if with_window:
         data.update(run_data(run))
     return data
+
+
+def unknown_dispatch_data(dispatch_id: int) -> dict[str, Any]:
+    """The fields of a dispatch that can no longer be read: only its id is known.
+
+    Used for the `stopped` of a run reported earlier, so every `started` still
+    gets its `stopped`.
+    """
+    return {
+        "dispatch_id": dispatch_id,
+        "type": None,
+        "active": None,
+        "dry_run": None,
+        "start_time": None,
+        "duration": None,
+        "target": None,
+        "payload": None,
+        "recurrence": None,
+    }

@@ -10,9 +10,11 @@ event loop.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -39,16 +41,22 @@ class Snapshot:
     runs: dict[int, Run]
     """Runs reported as started and not yet as stopped, by dispatch id."""
     saved_at: datetime | None = None
+    deleted: list[int] = field(default_factory=list)
+    """Ids the stream reported deleted (a lagging listing must not revive them)."""
 
 
-type SnapshotSource = Callable[[], tuple[list[ValidDispatch], Mapping[int, Run]]]
+type SnapshotSource = Callable[
+    [], tuple[list[ValidDispatch], Mapping[int, Run], list[int]]
+]
 
 
 def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat()
 
 
-def _encode(dispatches: list[ValidDispatch], runs: Mapping[int, Run]) -> dict[str, Any]:
+def _encode(
+    dispatches: list[ValidDispatch], runs: Mapping[int, Run], deleted: list[int]
+) -> dict[str, Any]:
     """The JSON form (runs in the executor: dispatches are immutable)."""
     return {
         "saved_at": dt_util.utcnow().isoformat(),
@@ -62,6 +70,7 @@ def _encode(dispatches: list[ValidDispatch], runs: Mapping[int, Run]) -> dict[st
             str(dispatch_id): [run.start.isoformat(), _iso(run.end)]
             for dispatch_id, run in runs.items()
         },
+        "deleted": deleted,
     }
 
 
@@ -74,31 +83,70 @@ def _with_version(item: ValidDispatch) -> dispatch_pb2.Dispatch:
     return message
 
 
-def _decode(data: Mapping[str, Any]) -> Snapshot:
-    """The snapshot of the JSON form; unreadable parts are dropped."""
+def _decode(data: Any) -> Snapshot:
+    """The snapshot of the JSON form; unreadable items are logged and skipped.
+
+    A file of the wrong shape (edited by hand, or by another version) never
+    stops the entry from loading.
+    """
+    if not isinstance(data, Mapping):
+        LOGGER.warning("Ignoring stored dispatches of an unknown form")
+        return Snapshot([], {})
     dispatches: list[ValidDispatch] = []
-    for encoded in data.get("dispatches", []):
+    encoded_list = data.get("dispatches")
+    for encoded in encoded_list if isinstance(encoded_list, list) else []:
         try:
             message = dispatch_pb2.Dispatch.FromString(base64.b64decode(encoded))
-        except (ValueError, TypeError, RuntimeError):
+            parsed = parse_dispatch(message)
+        except Exception:  # any unreadable item is skipped
+            LOGGER.warning("Skipping an unreadable stored dispatch")
             continue
-        parsed = parse_dispatch(message)
-        if not isinstance(parsed, MalformedDispatch):
+        if isinstance(parsed, MalformedDispatch):
+            LOGGER.warning("Skipping stored dispatch %s: %s", parsed.id, parsed.reason)
+        else:
             dispatches.append(parsed)
     runs: dict[int, Run] = {}
-    for key, (start, end) in dict(data.get("runs", {})).items():
-        begin = dt_util.parse_datetime(start)
-        finish = None if end is None else dt_util.parse_datetime(end)
-        if begin is not None and (end is None or finish is not None):
-            runs[int(key)] = Run(begin, finish)
-    saved = data.get("saved_at")
-    return Snapshot(
-        dispatches, runs, None if saved is None else dt_util.parse_datetime(saved)
-    )
+    stored_runs = data.get("runs")
+    for key, value in stored_runs.items() if isinstance(stored_runs, Mapping) else ():
+        try:
+            runs[int(key)] = _decode_run(value)
+        except Exception:  # any unreadable item is skipped
+            LOGGER.warning("Skipping an unreadable stored run of dispatch %r", key)
+    stored_deleted = data.get("deleted")
+    deleted = [
+        dispatch_id
+        for dispatch_id in (stored_deleted if isinstance(stored_deleted, list) else [])
+        if isinstance(dispatch_id, int) and not isinstance(dispatch_id, bool)
+    ]
+    return Snapshot(dispatches, runs, _parse_instant(data.get("saved_at")), deleted)
+
+
+def _parse_instant(value: Any) -> datetime | None:
+    """An aware datetime from its ISO form, None if it is not one."""
+    if not isinstance(value, str):
+        return None
+    parsed = dt_util.parse_datetime(value)
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
+
+
+def _decode_run(value: Any) -> Run:
+    """A run from its [start, end] form; ValueError if it is not one."""
+    start, end = value
+    begin = _parse_instant(start)
+    finish = None if end is None else _parse_instant(end)
+    if begin is None or (end is not None and finish is None):
+        raise ValueError(value)
+    return Run(begin, finish)
 
 
 class EntryStore:
-    """The persisted state of one config entry."""
+    """The persisted state of one config entry.
+
+    Saves never overlap: each takes its snapshot inside one lock, so the
+    newest state is always the one written last, whatever the executor's
+    timing. The delayed save runs as a tracked task that `async_close`
+    awaits, so nothing is written after the entry has stopped.
+    """
 
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         """Nothing is read until `async_load`."""
@@ -108,6 +156,9 @@ class EntryStore:
         )
         self._source: SnapshotSource | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._closed = False
         self.saves = 0
         """Saves so far (work counter for tests)."""
 
@@ -121,6 +172,8 @@ class EntryStore:
     @callback
     def schedule_save(self, source: SnapshotSource) -> None:
         """Save `SAVE_DELAY` seconds from now (once, however many changes come)."""
+        if self._closed:
+            return
         self._source = source
         if self._unsub_timer is None:
             self._unsub_timer = async_call_later(
@@ -130,39 +183,67 @@ class EntryStore:
     @callback
     def _save_later(self, _now: datetime) -> None:
         self._unsub_timer = None
-        self._hass.async_create_background_task(
-            self.async_save_now(), f"{DOMAIN} save", eager_start=True
-        )
+        if self._task is None or self._task.done():
+            self._task = self._hass.async_create_background_task(
+                self._async_save_pending(), f"{DOMAIN} save", eager_start=True
+            )
+        # A save under way takes the newest snapshot when it gets the lock.
+
+    async def _async_save_pending(self) -> None:
+        async with self._lock:
+            await self._async_write()
 
     async def async_save_now(self, source: SnapshotSource | None = None) -> None:
-        """Save now (cancelling a delayed save)."""
-        if self._unsub_timer is not None:
-            self._unsub_timer()
-            self._unsub_timer = None
-        source = source or self._source
+        """Save now (cancelling a delayed save); after any save under way."""
+        self._cancel_timer()
+        if source is not None:
+            self._source = source
+        async with self._lock:
+            await self._async_write()
+
+    async def _async_write(self) -> None:
+        """Snapshot and write (the lock is held: saves never overlap)."""
+        source, self._source = self._source, None
         if source is None:
-            return
-        self._source = None
-        dispatches, runs = source()  # references only: cheap on the loop
+            return  # nothing changed since the last save
+        dispatches, runs, deleted = source()  # references only: cheap
         self.saves += 1
         try:
             data = await self._hass.async_add_executor_job(
-                _encode, dispatches, dict(runs)
+                _encode, dispatches, dict(runs), deleted
             )
             await self._store.async_save(data)
         except Exception:
             # Losing a save must not break the entry (or its unload).
             LOGGER.exception("Cannot save the dispatches of %s", self._store.key)
 
+    async def async_close(self, source: SnapshotSource | None) -> None:
+        """Write the final state (if `source`), then never again."""
+        if source is not None:
+            await self.async_save_now(source)
+        self.cancel()
+        if self._task is not None:
+            # Ended already (the save above waited for it), or nothing to write.
+            with suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
     @callback
     def cancel(self) -> None:
-        """Drop a pending delayed save."""
+        """Drop a pending delayed save; later saves are ignored."""
+        self._closed = True
+        self._cancel_timer()
+        self._source = None
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+
+    def _cancel_timer(self) -> None:
         if self._unsub_timer is not None:
             self._unsub_timer()
             self._unsub_timer = None
-        self._source = None
 
     async def async_remove(self) -> None:
-        """Delete the stored file."""
+        """Delete the stored file (after any save under way)."""
         self.cancel()
-        await self._store.async_remove()
+        async with self._lock:
+            await self._store.async_remove()
