@@ -9,6 +9,12 @@ from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.api.dispatch.v1.dispatch_pb2 import Dispatch
+from frequenz.client.dispatch.recurrence import (
+    EndCriteria,
+    Frequency,
+    RecurrenceRule,
+    Weekday,
+)
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.const import (
     EVENT_HOMEASSISTANT_FINAL_WRITE,
@@ -550,3 +556,30 @@ async def test_a_start_held_during_boot_is_reported_after_an_unload(
     await hass.async_block_till_done()
     await _load(hass, entry.entry_id)
     assert recorder.kinds(running) == ["started"]
+
+
+async def test_far_count_rules_from_the_cache_are_prepared_off_the_loop(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    t0: datetime,
+) -> None:
+    """A stored rule whose count ends millennia ahead is compiled in the executor."""
+    rule = RecurrenceRule(
+        frequency=Frequency.YEARLY,
+        interval=1,
+        bymonths=[2],
+        bymonthdays=[29],
+        byweekdays=[Weekday.MONDAY],
+        end_criteria=EndCriteria(count=100),  # Monday 29 February: ~2800 years
+    )
+    far = _create(
+        dispatch_server, start_time=t0 + MINUTE, duration=MINUTE, recurrence=rule
+    )
+    coordinator, _recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    await dispatch_server.stop()
+    coordinator = await _load(hass, entry_id)
+    assert not coordinator.connected
+    assert not coordinator.dispatches()[far].schedule.needs_preparation

@@ -104,6 +104,7 @@ def _decode(data: Any) -> Snapshot:
         if isinstance(parsed, MalformedDispatch):
             LOGGER.warning("Skipping stored dispatch %s: %s", parsed.id, parsed.reason)
         else:
+            parsed.schedule.prepare()  # no-op unless a far count rule: off the loop
             dispatches.append(parsed)
     runs: dict[int, Run] = {}
     stored_runs = data.get("runs")
