@@ -355,7 +355,8 @@ class Bench:
         """Save every dispatch (encoded in the executor)."""
         self.monitor.reset()
         began = time.perf_counter()
-        await self.coordinator.async_save()
+        coordinator = self.coordinator
+        await coordinator.store.async_save_now(coordinator._save_source)
         took = time.perf_counter() - began
         await asyncio.sleep(0.2)
         self.figures["save of all dispatches: longest stall"] = (
