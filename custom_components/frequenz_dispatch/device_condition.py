@@ -4,9 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from homeassistant.components.device_automation.exceptions import (
-    InvalidDeviceAutomationConfig,
-)
 from homeassistant.const import CONF_CONDITION, CONF_DEVICE_ID, CONF_DOMAIN, CONF_TYPE
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import config_validation as cv
@@ -16,7 +13,7 @@ import voluptuous as vol
 
 from .const import DOMAIN
 from .device_trigger import CONF_DISPATCH_TYPE, dispatch_type_field
-from .lookup import entry_id_of_device, loaded_coordinator
+from .lookup import check_microgrid_device, entry_id_of_device, loaded_coordinator
 
 CONDITION_TYPES = ("is_running",)
 
@@ -33,12 +30,7 @@ async def async_validate_condition_config(
 ) -> ConfigType:
     """Check the schema and that the device is a microgrid of ours."""
     config = CONDITION_SCHEMA(config)
-    if entry_id_of_device(hass, config[CONF_DEVICE_ID]) is None:
-        raise InvalidDeviceAutomationConfig(
-            translation_domain=DOMAIN,
-            translation_key="not_a_microgrid_device",
-            translation_placeholders={"device_id": config[CONF_DEVICE_ID]},
-        )
+    check_microgrid_device(hass, config[CONF_DEVICE_ID])
     return config
 
 

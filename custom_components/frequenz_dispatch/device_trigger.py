@@ -9,9 +9,6 @@ from __future__ import annotations
 from typing import Any
 
 from homeassistant.components.device_automation import DEVICE_TRIGGER_BASE_SCHEMA
-from homeassistant.components.device_automation.exceptions import (
-    InvalidDeviceAutomationConfig,
-)
 from homeassistant.components.homeassistant.triggers import event as event_trigger
 from homeassistant.const import (
     CONF_DEVICE_ID,
@@ -27,7 +24,7 @@ from homeassistant.helpers.typing import ConfigType
 import voluptuous as vol
 
 from .const import DOMAIN
-from .lookup import entry_id_of_device, loaded_coordinator
+from .lookup import check_microgrid_device, entry_id_of_device, loaded_coordinator
 from .names import type_name
 
 CONF_DISPATCH_TYPE = "dispatch_type"
@@ -46,12 +43,7 @@ async def async_validate_trigger_config(
 ) -> ConfigType:
     """Check the schema and that the device is a microgrid of ours."""
     config = TRIGGER_SCHEMA(config)
-    if entry_id_of_device(hass, config[CONF_DEVICE_ID]) is None:
-        raise InvalidDeviceAutomationConfig(
-            translation_domain=DOMAIN,
-            translation_key="not_a_microgrid_device",
-            translation_placeholders={"device_id": config[CONF_DEVICE_ID]},
-        )
+    check_microgrid_device(hass, config[CONF_DEVICE_ID])
     return config
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from homeassistant.components.device_automation.exceptions import (
+    InvalidDeviceAutomationConfig,
+)
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr
@@ -26,6 +29,17 @@ def entry_id_of_device(hass: HomeAssistant, device_id: str) -> str | None:
         if domain == DOMAIN:
             return identifier
     return None
+
+
+@callback
+def check_microgrid_device(hass: HomeAssistant, device_id: str) -> None:
+    """Raise the translated error of device automations on a foreign device."""
+    if entry_id_of_device(hass, device_id) is None:
+        raise InvalidDeviceAutomationConfig(
+            translation_domain=DOMAIN,
+            translation_key="not_a_microgrid_device",
+            translation_placeholders={"device_id": device_id},
+        )
 
 
 @callback
