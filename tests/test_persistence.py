@@ -583,3 +583,32 @@ async def test_far_count_rules_from_the_cache_are_prepared_off_the_loop(
     coordinator = await _load(hass, entry_id)
     assert not coordinator.connected
     assert not coordinator.dispatches()[far].schedule.needs_preparation
+
+
+async def test_runs_released_at_ha_start_are_saved(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+) -> None:
+    """A `started` held during boot goes out at HA start, then is saved as sent.
+
+    Otherwise a crash after that (no clean stop) would send it again.
+    """
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    hass.set_state(CoreState.not_running)  # boot again, as bootstrap does
+    recorder = EventRecorder().attach(hass)
+    entry = await setup_entry(hass, entry_data)
+    key = f"{DOMAIN}.{entry.entry_id}"
+    await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
+    await settle(hass, 0.1)
+    assert recorder.kinds() == []  # held until HA has started
+    assert str(running) not in hass_storage[key]["data"]["runs"]
+    await hass.async_start()
+    await hass.async_block_till_done()
+    assert recorder.kinds(running) == ["started"]
+    await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY + 1))
+    await settle(hass, 0.1)
+    assert str(running) in hass_storage[key]["data"]["runs"]

@@ -120,14 +120,29 @@ class DispatchCalendar(FrequenzDispatchEntity, CalendarEntity):
             dispatch_id, run = min(
                 running.items(), key=lambda pair: (pair[1].start, pair[0])
             )
-            return _event(self.hass, dispatches[dispatch_id], run)
+            return self._guarded_event(dispatch_id, dispatches[dispatch_id], run)
         upcoming = self.coordinator.next_starting()
         if upcoming is None:
             return None
         start, dispatch_id = upcoming
-        item = dispatches[dispatch_id]
-        run = item.schedule.run_at(start) or Run(start, None)
-        return _event(self.hass, item, run)
+        return self._guarded_event(dispatch_id, dispatches[dispatch_id], start)
+
+    def _guarded_event(
+        self,
+        dispatch_id: int,
+        item: ValidDispatch,
+        run_or_start: Run | datetime,
+    ) -> CalendarEvent | None:
+        """The event of a run (or of the run starting then); failures logged once."""
+        try:
+            if isinstance(run_or_start, Run):
+                run = run_or_start
+            else:
+                run = item.schedule.run_at(run_or_start) or Run(run_or_start, None)
+            return _event(self.hass, item, run)
+        except Exception as err:  # never break the entity or its signal handler
+            self._log_failure(dispatch_id, err)
+            return None
 
     async def async_get_events(
         self, hass: HomeAssistant, start_date: datetime, end_date: datetime

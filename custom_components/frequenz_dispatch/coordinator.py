@@ -373,8 +373,12 @@ class FrequenzDispatchCoordinator:
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
         """Send the events held since setup (call once HA has started)."""
         self.reporter.release()
+        held = bool(self._held_starts or self._held_stops)
         self._held_starts.clear()
         self._held_stops.clear()
+        if held and self._loaded and not self._stopped:
+            # The runs now count as reported: save it, or a crash repeats them.
+            self.store.schedule_save(self._save_source)
 
     async def async_stop(self, _event: Any = None) -> None:
         """Stop following the stream and the timer, keeping running runs.

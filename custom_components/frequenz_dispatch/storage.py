@@ -188,11 +188,13 @@ class EntryStore:
             self._task = self._hass.async_create_background_task(
                 self._async_save_pending(), f"{DOMAIN} save", eager_start=True
             )
-        # A save under way takes the newest snapshot when it gets the lock.
+        # A save under way writes again if its snapshot is no longer the newest.
 
     async def _async_save_pending(self) -> None:
         async with self._lock:
-            await self._async_write()
+            # Changes made while writing were not in this snapshot: write again.
+            while self._source is not None and self._unsub_timer is None:
+                await self._async_write()
 
     async def async_save_now(self, source: SnapshotSource | None = None) -> None:
         """Save now (cancelling a delayed save); after any save under way."""
