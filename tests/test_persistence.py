@@ -59,6 +59,11 @@ def _state(hass: HomeAssistant, entry_id: str, key: str) -> str | None:
     return None if state is None else state.state
 
 
+def _told(hass_storage: dict[str, Any], entry_id: str) -> list[str]:
+    """The ids of the runs on disk as told (the ledger's store)."""
+    return list(hass_storage[f"{DOMAIN}.{entry_id}.runs"]["data"]["runs"])
+
+
 def _connected(coordinator: FrequenzDispatchCoordinator) -> bool:
     return coordinator.connected
 
@@ -284,22 +289,29 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
     await wait_for(hass, lambda: later in coordinator.dispatches(), "stream recovered")
 
 
-async def test_ha_stop_saves_the_runs_at_once(
+async def test_starts_and_stops_are_saved_at_once(
     hass: HomeAssistant,
     dispatch_server: DispatchSimulator,
     entry_data: dict[str, Any],
     hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
     t0: datetime,
 ) -> None:
-    """HA does not unload entries when it stops: the save must not wait 10 s."""
+    """A crash (no clean stop) right after a `started` or `stopped` repeats nothing.
+
+    The told runs are on disk as soon as their events went out, without the
+    dispatch cache's save delay and without HA stopping.
+    """
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
-    key = f"{DOMAIN}.{coordinator.config_entry.entry_id}"
-    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
+    entry_id = coordinator.config_entry.entry_id
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=2 * MINUTE)
     await wait_for(hass, lambda: recorder.kinds(running) == ["created", "started"])
-    assert str(running) not in hass_storage.get(key, {}).get("data", {}).get("runs", {})
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
     await hass.async_block_till_done()
-    assert str(running) in hass_storage[key]["data"]["runs"]
+    assert _told(hass_storage, entry_id) == [str(running)]
+    await _go_to(hass, freezer, t0 + MINUTE)
+    assert recorder.kinds(running) == ["created", "started", "stopped"]
+    await hass.async_block_till_done()
+    assert _told(hass_storage, entry_id) == []
 
 
 async def test_runs_that_end_or_start_during_ha_shutdown_are_reported_once(
@@ -326,10 +338,12 @@ async def test_runs_that_end_or_start_during_ha_shutdown_are_reported_once(
     hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
     await hass.async_block_till_done()
     on_disk = dict(hass_storage[key])
-    assert list(on_disk["data"]["runs"]) == [str(ending)]
+    runs_on_disk = dict(hass_storage[f"{key}.runs"])
+    assert _told(hass_storage, entry_id) == [str(ending)]
     # "Restart": the entry starts again from what was written at the final write.
     await _reload(hass, entry_id)
     hass_storage[key] = on_disk
+    hass_storage[f"{key}.runs"] = runs_on_disk
     hass.set_state(CoreState.running)
     await _load(hass, entry_id)
     assert recorder.kinds(ending) == ["started", "stopped"]
@@ -346,35 +360,37 @@ async def test_an_older_save_never_lands_after_a_newer_one(
     t0: datetime,
 ) -> None:
     """A slow delayed save and the save of an unload: the newest is kept."""
-    later = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
+    first = _create(dispatch_server, start_time=t0 + MINUTE, duration=30 * MINUTE)
     coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
     entry_id = coordinator.config_entry.entry_id
     key = f"{DOMAIN}.{entry_id}"
     gate = asyncio.Event()
-    writes: list[list[str]] = []
+    writes: list[int] = []
     original = Store.async_save
 
     async def slow_first_save(store: Store[Any], data: Any) -> None:
-        writes.append(list(data["runs"]))
-        if len(writes) == 1:
-            await gate.wait()  # the disk is slow this time
+        if store.key == key:
+            writes.append(len(data["dispatches"]))
+            if len(writes) == 1:
+                await gate.wait()  # the disk is slow this time
         await original(store, data)
 
     monkeypatch.setattr(Store, "async_save", slow_first_save)
     await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
     await wait_for(hass, lambda: len(writes) == 1, "delayed save")
-    await _go_to(hass, freezer, t0 + MINUTE)
-    assert recorder.kinds(later) == ["started"]
+    second = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    await wait_for(hass, lambda: recorder.kinds(second) == ["created"], "created")
     unload = hass.async_create_task(hass.config_entries.async_unload(entry_id))
     for _ in range(50):  # not block_till_done: the unload waits for the gate
         await asyncio.sleep(0)
     gate.set()
     assert await unload
     await hass.async_block_till_done()
-    assert writes == [[], [str(later)]]
-    assert list(hass_storage[key]["data"]["runs"]) == [str(later)]
-    await _load(hass, entry_id)
-    assert recorder.kinds(later) == ["started"]
+    assert writes == [1, 2]
+    assert len(hass_storage[key]["data"]["dispatches"]) == 2
+    await dispatch_server.stop()
+    coordinator = await _load(hass, entry_id)
+    assert set(coordinator.dispatches()) == {first, second}
 
 
 async def test_a_save_under_way_never_writes_after_removal(
@@ -490,15 +506,17 @@ async def test_a_store_file_of_the_wrong_shape_never_blocks_setup(
     key = f"{DOMAIN}.{entry_id}"
     await _reload(hass, entry_id)
     data = hass_storage[key]["data"]
-    assert list(data["runs"]) == [str(running)]
-    # The running dispatch's stored form is damaged; junk runs are added.
+    runs = hass_storage[f"{key}.runs"]["data"]["runs"]
+    assert list(runs) == [str(running)]
+    # The running dispatch's stored forms are damaged; junk runs are added.
     data["dispatches"] = [
         encoded
         for encoded in data["dispatches"]
         if Dispatch.FromString(base64.b64decode(encoded)).metadata.dispatch_id
         != running
     ] + ["!!not base64!!", 17]
-    data["runs"].update({"x": "bad", "7": [1, 2], "8": "ab", "9": None})
+    runs[str(running)]["dispatch"] = "!!not base64!!"
+    runs.update({"x": "bad", "7": [1, 2], "8": "ab", "9": None})
     data["saved_at"] = 5
     await dispatch_server.stop()
     await _load(hass, entry_id)
@@ -601,14 +619,12 @@ async def test_runs_released_at_ha_start_are_saved(
     hass.set_state(CoreState.not_running)  # boot again, as bootstrap does
     recorder = EventRecorder().attach(hass)
     entry = await setup_entry(hass, entry_data)
-    key = f"{DOMAIN}.{entry.entry_id}"
+    key = f"{DOMAIN}.{entry.entry_id}.runs"
     await _go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))
     await settle(hass, 0.1)
     assert recorder.kinds() == []  # held until HA has started
-    assert str(running) not in hass_storage[key]["data"]["runs"]
+    assert key not in hass_storage
     await hass.async_start()
     await hass.async_block_till_done()
     assert recorder.kinds(running) == ["started"]
-    await _go_to(hass, freezer, dt_util.utcnow() + timedelta(seconds=SAVE_DELAY + 1))
-    await settle(hass, 0.1)
-    assert str(running) in hass_storage[key]["data"]["runs"]
+    assert _told(hass_storage, entry.entry_id) == [str(running)]

@@ -4,10 +4,15 @@ Every change takes one path, whatever brought it (a stream message or a
 listing, handed over by `stream.StreamFollower`, or the timer):
 
     _accept / _on_timer ──► _apply(id, new version, now, lifecycle event)
+        ├─► ledger.update(id, run now)        (ledger.py: the one source of
+        │                                      started/stopped; saved at once)
         ├─► bus event + event entity          (reporter, once per change)
         ├─► indexes: running, per type, next starts, timeline (O(log N))
         └─► dirty marks ──► _flush(): one dispatcher signal per entity that
                             changed, entities added/removed in a batch
+
+Setup from the cache, reload, HA start and entry removal are the same
+comparison of the ledger against what runs now (on removal: nothing).
 """
 
 from __future__ import annotations
@@ -51,9 +56,11 @@ from .const import (
     signal_summary,
     signal_type,
 )
-from .event_data import dispatch_data, event_data, run_data, unknown_dispatch_data
+from .event_data import dispatch_data, run_data, unknown_dispatch_data
+from .ledger import RunLedger, Transition
 from .migration import duplicate_issue_id
 from .reporter import EventReporter
+from .run_store import RunStore, Told, told_from_runs
 from .schedule import Run
 from .storage import EntryStore, Snapshot
 from .stream import StreamFollower, outage_issue_id
@@ -68,8 +75,8 @@ CHUNK = 250
 MAX_TOMBSTONES = 10_000
 """Deleted ids remembered at most (the oldest are forgotten first)."""
 
-type RunningState = dict[int, tuple[ValidDispatch, Run]]
-"""Reported runs that have not stopped yet, by dispatch id."""
+type Ledger = RunLedger[ValidDispatch | None]
+"""The told runs; a run's dispatch is None when its stored form was unreadable."""
 
 type EntityListener = Callable[[list[int], list[int], list[str]], None]
 """Called with (dispatch ids that need an entity, ids whose entity goes, new types)."""
@@ -151,12 +158,9 @@ class FrequenzDispatchCoordinator:
         self.timeline = Timeline(hass, self._on_timer)
         self.reporter = EventReporter(hass, entry_id)
         self.store = EntryStore(hass, entry_id)
-        self._carried: RunningState = {}
-        """Runs reported before the last unload/restart, not yet seen again."""
-        self._held_starts: set[int] = set()
-        """Runs whose `started` is held until HA has started (not yet reported)."""
-        self._held_stops: dict[int, Run] = {}
-        """Runs whose `stopped` is held (still reported as going on)."""
+        self.run_store = RunStore(hass, entry_id)
+        self.ledger: Ledger = RunLedger(holding=True)
+        """The runs told (replaced by the stored ones in `async_setup`)."""
         self._loaded = False
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
@@ -169,6 +173,7 @@ class FrequenzDispatchCoordinator:
         self._entity_listener: EntityListener | None = None
         self.stream = StreamFollower(hass, config_entry, api, self)
         self._stopped = False
+        self._stop_task: asyncio.Task[None] | None = None
         self.evaluations = 0
         """Schedule evaluations so far (work counter for tests and benchmarks)."""
 
@@ -284,8 +289,14 @@ class FrequenzDispatchCoordinator:
         )
         self.device_id = device.id
         snapshot = await self.store.async_load()
-        if snapshot is not None:
-            await self._load_snapshot(snapshot)
+        told = await self.run_store.async_load()
+        if told is None and snapshot is not None and snapshot.runs:
+            # Saved by an older version, with the cache: move them over now.
+            told = told_from_runs(snapshot.runs, snapshot.dispatches)
+            self.run_store.save({run.dispatch_id: run for run in told})
+        self.ledger = RunLedger(told or (), holding=True)
+        if snapshot is not None or told:
+            await self._load_cache(snapshot, told or [])
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
@@ -318,51 +329,29 @@ class FrequenzDispatchCoordinator:
         self._loaded = True
         self.store.schedule_save(self._save_source)
 
-    async def _load_snapshot(self, snapshot: Snapshot) -> None:
-        """Start from what was known before the last unload or restart."""
-        by_id = {item.id: item for item in snapshot.dispatches}
-        self._carried = {
-            dispatch_id: (by_id[dispatch_id], run)
-            for dispatch_id, run in snapshot.runs.items()
-            if dispatch_id in by_id
-        }
-        for dispatch_id, run in snapshot.runs.items():
-            if dispatch_id not in by_id:
-                # Its stored form is unreadable: its run cannot go on.
-                self._note_held(EVENT_STOPPED, dispatch_id, run)
-                self.reporter.fire(
-                    EVENT_STOPPED,
-                    _unknown_stopped(
-                        self._entry_id,
-                        self.microgrid_id,
-                        dispatch_id,
-                        run,
-                        self.device_id,
-                    ),
-                )
-        await self.async_reconcile(list(snapshot.dispatches), announce=False)
-        for dispatch_id in snapshot.deleted:
-            self._tombstone(dispatch_id)
-        # Runs that ended while we were away end now: before any listing.
-        self._stop_carried()
+    async def _load_cache(self, snapshot: Snapshot | None, told: list[Told]) -> None:
+        """Start from what was known before the last unload or restart.
 
-    def _save_source(self) -> tuple[list[ValidDispatch], dict[int, Run], list[int]]:
-        """What to save: references only (encoded in the executor).
-
-        The runs are those reported: a run whose `started` is still held is
-        not (the next load reports it), one whose `stopped` is held still is.
+        The dispatches of the cache, and those of told runs (written at once,
+        so they may be newer than the cache); then the told runs whose
+        dispatch is not known at all end now, before any listing.
         """
-        runs = {dispatch_id: run for dispatch_id, (_, run) in self._carried.items()}
-        for dispatch_id in self._running:
-            run = self._states[dispatch_id].run
-            if run is not None and dispatch_id not in self._held_starts:
-                runs[dispatch_id] = run
-        runs.update(self._held_stops)
-        return (
-            [state.item for state in self._states.values()],
-            runs,
-            list(self._deleted),
-        )
+        items = {} if snapshot is None else {i.id: i for i in snapshot.dispatches}
+        for run in told:
+            item = run.subject
+            if item is not None and (
+                item.id not in items or item.version > items[item.id].version
+            ):
+                items[item.id] = item
+        await self.async_reconcile(list(items.values()), announce=False)
+        for dispatch_id in [] if snapshot is None else snapshot.deleted:
+            self._tombstone(dispatch_id)
+        self._tell(self.ledger.sync(self._states))
+        self._commit()
+
+    def _save_source(self) -> tuple[list[ValidDispatch], list[int]]:
+        """What to save in the cache: references only (encoded in the executor)."""
+        return [state.item for state in self._states.values()], list(self._deleted)
 
     @callback
     def async_start_stream(self) -> None:
@@ -372,26 +361,31 @@ class FrequenzDispatchCoordinator:
     @callback
     def async_release_events(self, _hass: HomeAssistant | None = None) -> None:
         """Send the events held since setup (call once HA has started)."""
+        if self._stopped:
+            return  # unloaded before HA started: the next load tells them
         self.reporter.release()
-        held = bool(self._held_starts or self._held_stops)
-        self._held_starts.clear()
-        self._held_stops.clear()
-        if held and self._loaded and not self._stopped:
-            # The runs now count as reported: save it, or a crash repeats them.
-            self.store.schedule_save(self._save_source)
+        self.ledger.release()
+        # The held runs are told now: save at once, or a crash repeats them.
+        self._commit()
 
     async def async_stop(self, _event: Any = None) -> None:
         """Stop following the stream and the timer, keeping running runs.
 
-        Also called when HA stops (entries are not unloaded then).
+        Also called when HA stops (entries are not unloaded then). However
+        many callers, there is one stop; each returns once it has finished.
 
         Called before the platforms unload, so no change can reach entities
         that are going away. The runs that are still going on are kept for a
         reload of the same entry, which then does not start them again.
         """
-        if self._stopped:
-            return
-        self._stopped = True
+        if self._stop_task is None:
+            self._stopped = True
+            self._stop_task = self.hass.async_create_task(
+                self._async_stop(), f"{DOMAIN} stop {self.microgrid_id}"
+            )
+        await asyncio.shield(self._stop_task)
+
+    async def _async_stop(self) -> None:
         await self.stream.async_stop()
         self.timeline.cancel()
         if self._flush_handle is not None:
@@ -399,8 +393,10 @@ class FrequenzDispatchCoordinator:
             self._flush_handle = None
         # A reload or restart continues from here: no run starts twice. The
         # stream and the timer are stopped first, so no start or stop can be
-        # reported after this last save (HA writes it at its final write).
+        # told after these last saves (HA writes them at its final write when
+        # it is stopping).
         await self.store.async_close(self._save_source if self._loaded else None)
+        await self.run_store.async_flush()
 
     async def async_shutdown(self) -> None:
         """Stop everything (if `async_stop` has not yet), close the connection."""
@@ -421,6 +417,7 @@ class FrequenzDispatchCoordinator:
                 self._apply(update.item.id, None, now, EVENT_DELETED)
         elif update.event in (Event.CREATED, Event.UPDATED):
             self._accept(update.item, now, announce=True)
+        self._commit()
         self.timeline.arm()
         if self._flush_handle is None:
             self._flush_handle = self.hass.loop.call_soon(self._flush)
@@ -579,31 +576,57 @@ class FrequenzDispatchCoordinator:
                 if old is None:
                     return
                 new, lifecycle, run, next_start = None, None, None, None
-        self._announce(old, new, run, lifecycle)
+        subject = new if new is not None or old is None else old.item
+        # The ledger decides what is told; `run` becomes the run as told (a
+        # run going on keeps the start first told).
+        run, transitions = self.ledger.update(dispatch_id, run, subject)
+        if lifecycle in (EVENT_CREATED, EVENT_UPDATED) and new is not None:
+            self._fire(lifecycle, new, run, window=lifecycle == EVENT_UPDATED)
+        self._tell(transitions)
+        if lifecycle == EVENT_DELETED and old is not None and new is None:
+            self._fire(EVENT_DELETED, old.item, None, window=False)
         self._index(dispatch_id, old, new, run, next_start)
         self._runs_changed = True
 
     @callback
-    def _announce(
-        self,
-        old: DispatchState | None,
-        new: ValidDispatch | None,
-        run: Run | None,
-        lifecycle: str | None,
-    ) -> None:
-        """The events of a change: created/updated, started/stopped, deleted."""
-        old_run = None if old is None else old.run
-        if lifecycle in (EVENT_CREATED, EVENT_UPDATED) and new is not None:
-            self._fire(lifecycle, new, run, window=lifecycle == EVENT_UPDATED)
-        if old_run is None and run is not None and new is not None:
-            if not self._resume_carried(new.id, new, run):
-                LOGGER.debug("Dispatch %s started (%s)", new.id, run)
-                self._fire(EVENT_STARTED, new, run, window=True)
-        elif old_run is not None and run is None and old is not None:
-            LOGGER.debug("Dispatch %s stopped (%s)", old.item.id, old_run)
-            self._fire(EVENT_STOPPED, new or old.item, old_run, window=True)
-        if lifecycle == EVENT_DELETED and old is not None and new is None:
-            self._fire(EVENT_DELETED, old.item, None, window=False)
+    def _tell(self, transitions: list[Transition[ValidDispatch | None]]) -> None:
+        """Send the ledger's `started`/`stopped`: the only place that does."""
+        for transition in transitions:
+            told = transition.run
+            item = told.subject
+            state = None if item is None else self._states.get(item.id)
+            if item is None:
+                LOGGER.warning(
+                    "Dispatch %s of microgrid %s cannot be read from the cache; "
+                    "its run is told as stopped",
+                    told.dispatch_id,
+                    self.microgrid_id,
+                )
+            LOGGER.debug(
+                "Dispatch %s %s (%s)",
+                told.dispatch_id,
+                "started" if transition.started else "stopped",
+                told.run,
+            )
+            self.reporter.fire(
+                EVENT_STARTED if transition.started else EVENT_STOPPED,
+                transition_data(
+                    self._entry_id,
+                    self.microgrid_id,
+                    self.device_id,
+                    transition,
+                    self._data(state)
+                    if state is not None and state.item is item
+                    else None,
+                ),
+            )
+
+    @callback
+    def _commit(self) -> None:
+        """Write the told runs at once if they changed (after their events)."""
+        if self.ledger.dirty:
+            self.ledger.dirty = False
+            self.run_store.save(self.ledger.told)
 
     @callback
     def _index(
@@ -712,41 +735,7 @@ class FrequenzDispatchCoordinator:
         }
         if window:
             event.update(run_data(run))
-        self._note_held(event_type, item.id, run)
         self.reporter.fire(event_type, event)
-
-    @callback
-    def _note_held(self, event_type: str, dispatch_id: int, run: Run | None) -> None:
-        """Track runs whose `started`/`stopped` waits for HA to start."""
-        if not self.reporter.holding or run is None:
-            return
-        if event_type == EVENT_STARTED:
-            self._held_starts.add(dispatch_id)
-        elif event_type == EVENT_STOPPED:
-            if dispatch_id in self._held_starts:
-                self._held_starts.discard(dispatch_id)  # neither is reported
-            else:
-                self._held_stops[dispatch_id] = run
-
-    # -- runs carried across a reload -------------------------------------------
-
-    def _resume_carried(self, dispatch_id: int, item: ValidDispatch, run: Run) -> bool:
-        """Whether this run was reported as started before a reload."""
-        carried = self._carried.pop(dispatch_id, None)
-        if carried is None:
-            return False
-        old_item, old_run = carried
-        if old_run.start == run.start:
-            return True
-        self._fire(EVENT_STOPPED, old_item, old_run, window=True)
-        return False
-
-    @callback
-    def _stop_carried(self) -> None:
-        """Report the end of carried runs that did not go on after the reload."""
-        carried, self._carried = self._carried, {}
-        for item, run in carried.values():
-            self._fire(EVENT_STOPPED, item, run, window=True)
 
     # -- publishing ----------------------------------------------------------------
 
@@ -769,6 +758,7 @@ class FrequenzDispatchCoordinator:
                 [i for i, present in presence.items() if not present],
                 new_types,
             )
+        self._commit()
         dirty_types, self._dirty_types = self._dirty_types, set()
         for dispatch_type in dirty_types:
             async_dispatcher_send(hass, signal_type(entry_id, dispatch_type))
@@ -782,62 +772,67 @@ class FrequenzDispatchCoordinator:
                 self.store.schedule_save(self._save_source)
 
 
-def _unknown_stopped(
+def transition_data(
     entry_id: str,
     microgrid_id: int,
-    dispatch_id: int,
-    run: Run,
     device_id: str | None,
+    transition: Transition[ValidDispatch | None],
+    data: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The `stopped` of a reported run whose dispatch can no longer be read."""
-    LOGGER.warning(
-        "Dispatch %s of microgrid %s cannot be read from the cache; its run "
-        "is reported as stopped",
-        dispatch_id,
-        microgrid_id,
-    )
+    """The data of a `started`/`stopped` event: the dispatch, its run, `run_id`.
+
+    `data` is the dispatch's `dispatch_data` if already built. A dispatch that
+    can no longer be read is told by its id alone.
+    """
+    told = transition.run
+    item = told.subject
+    if data is None:
+        data = (
+            unknown_dispatch_data(told.dispatch_id)
+            if item is None
+            else dispatch_data(item.dispatch)
+        )
     return {
         "config_entry_id": entry_id,
         "microgrid_id": microgrid_id,
         "device_id": device_id,
-        **unknown_dispatch_data(dispatch_id),
-        **run_data(run),
+        **data,
+        **run_data(told.run),
+        "run_id": told.run_id,
     }
 
 
 async def async_forget_entry(
     hass: HomeAssistant, entry: FrequenzDispatchConfigEntry
 ) -> None:
-    """A removed entry: `stopped` for every run it reported, then no trace.
+    """A removed entry: `stopped` for every run it told, then no trace.
 
-    Its stored state and its repair issues go with it.
+    The same comparison as a startup, against nothing. Its stored state and
+    its repair issues go with it.
     """
     store = EntryStore(hass, entry.entry_id)
-    snapshot = await store.async_load()
-    if snapshot is not None:
-        by_id = {item.id: item for item in snapshot.dispatches}
+    run_store = RunStore(hass, entry.entry_id)
+    told = await run_store.async_load()
+    if told is None:
+        snapshot = await store.async_load()
+        told = (
+            []
+            if snapshot is None
+            else told_from_runs(snapshot.runs, snapshot.dispatches)
+        )
+    if told:
         device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, entry.entry_id)}
         )
         device_id = None if device is None else device.id
         microgrid_id = int(entry.data[CONF_MICROGRID_ID])
-        for dispatch_id, run in snapshot.runs.items():
-            item = by_id.get(dispatch_id)
+        ledger: Ledger = RunLedger(told)
+        for transition in ledger.sync({}):
             hass.bus.async_fire(
                 EVENT_STOPPED,
-                _unknown_stopped(
-                    entry.entry_id, microgrid_id, dispatch_id, run, device_id
-                )
-                if item is None
-                else event_data(
-                    entry.entry_id,
-                    microgrid_id,
-                    item.dispatch,
-                    run,
-                    with_window=True,
-                    device_id=device_id,
-                ),
+                transition_data(entry.entry_id, microgrid_id, device_id, transition),
             )
+    await run_store.async_remove()
     await store.async_remove()
     for issue_id in (
         outage_issue_id(entry.entry_id),

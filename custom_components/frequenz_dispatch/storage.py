@@ -1,11 +1,13 @@
-"""Persisted state of one config entry: the dispatches last known, the runs reported.
+"""The dispatch cache of one config entry: the dispatches last known, the deleted ids.
 
 Saved with HA's `Store` (versioned JSON in `.storage/`), at most once per
 `SAVE_DELAY` after a change and once more when the entry unloads; removed with
 the entry. Each dispatch is kept as its protobuf message, base64-encoded: the
 exact form the API sent, parsed again by `api.parse_dispatch` on load. Encoding
 and decoding run in the executor, so saving 10 000 dispatches never stalls the
-event loop.
+event loop. The runs told to the outside world are not kept here but in
+`run_store.py`, written at once; older versions kept them here (`runs`), which
+is still read once, when that store does not exist yet.
 """
 
 from __future__ import annotations
@@ -39,39 +41,47 @@ class Snapshot:
 
     dispatches: list[ValidDispatch]
     runs: dict[int, Run]
-    """Runs reported as started and not yet as stopped, by dispatch id."""
+    """Runs told as started and not yet as stopped (only in older files)."""
     saved_at: datetime | None = None
     deleted: list[int] = field(default_factory=list)
     """Ids the stream reported deleted (a lagging listing must not revive them)."""
 
 
-type SnapshotSource = Callable[
-    [], tuple[list[ValidDispatch], Mapping[int, Run], list[int]]
-]
+type SnapshotSource = Callable[[], tuple[list[ValidDispatch], list[int]]]
 
 
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def _encode(
-    dispatches: list[ValidDispatch], runs: Mapping[int, Run], deleted: list[int]
-) -> dict[str, Any]:
+def _encode(dispatches: list[ValidDispatch], deleted: list[int]) -> dict[str, Any]:
     """The JSON form (runs in the executor: dispatches are immutable)."""
     return {
         "saved_at": dt_util.utcnow().isoformat(),
-        "dispatches": [
-            base64.b64encode(
-                _with_version(item).SerializeToString(deterministic=True)
-            ).decode("ascii")
-            for item in dispatches
-        ],
-        "runs": {
-            str(dispatch_id): [run.start.isoformat(), _iso(run.end)]
-            for dispatch_id, run in runs.items()
-        },
+        "dispatches": [encode_dispatch(item) for item in dispatches],
         "deleted": deleted,
     }
+
+
+def encode_dispatch(item: ValidDispatch) -> str:
+    """The stored form of a dispatch: its protobuf, base64-encoded."""
+    return base64.b64encode(
+        _with_version(item).SerializeToString(deterministic=True)
+    ).decode("ascii")
+
+
+def decode_dispatch(encoded: Any) -> ValidDispatch | None:
+    """A dispatch from its stored form; None (logged) if it cannot be read.
+
+    Runs in the executor: a far count rule is prepared here, off the loop.
+    """
+    try:
+        message = dispatch_pb2.Dispatch.FromString(base64.b64decode(encoded))
+        parsed = parse_dispatch(message)
+    except Exception:  # any unreadable item is skipped
+        LOGGER.warning("Skipping an unreadable stored dispatch")
+        return None
+    if isinstance(parsed, MalformedDispatch):
+        LOGGER.warning("Skipping stored dispatch %s: %s", parsed.id, parsed.reason)
+        return None
+    parsed.schedule.prepare()  # no-op unless a far count rule: off the loop
+    return parsed
 
 
 def _with_version(item: ValidDispatch) -> dispatch_pb2.Dispatch:
@@ -95,22 +105,14 @@ def _decode(data: Any) -> Snapshot:
     dispatches: list[ValidDispatch] = []
     encoded_list = data.get("dispatches")
     for encoded in encoded_list if isinstance(encoded_list, list) else []:
-        try:
-            message = dispatch_pb2.Dispatch.FromString(base64.b64decode(encoded))
-            parsed = parse_dispatch(message)
-        except Exception:  # any unreadable item is skipped
-            LOGGER.warning("Skipping an unreadable stored dispatch")
-            continue
-        if isinstance(parsed, MalformedDispatch):
-            LOGGER.warning("Skipping stored dispatch %s: %s", parsed.id, parsed.reason)
-        else:
-            parsed.schedule.prepare()  # no-op unless a far count rule: off the loop
+        parsed = decode_dispatch(encoded)
+        if parsed is not None:
             dispatches.append(parsed)
     runs: dict[int, Run] = {}
     stored_runs = data.get("runs")
     for key, value in stored_runs.items() if isinstance(stored_runs, Mapping) else ():
         try:
-            runs[int(key)] = _decode_run(value)
+            runs[int(key)] = decode_run(value)
         except Exception:  # any unreadable item is skipped
             LOGGER.warning("Skipping an unreadable stored run of dispatch %r", key)
     stored_deleted = data.get("deleted")
@@ -130,7 +132,7 @@ def _parse_instant(value: Any) -> datetime | None:
     return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
-def _decode_run(value: Any) -> Run:
+def decode_run(value: Any) -> Run:
     """A run from its [start, end] form; ValueError if it is not one."""
     start, end = value
     begin = _parse_instant(start)
@@ -153,7 +155,7 @@ class EntryStore:
         """Nothing is read until `async_load`."""
         self._hass = hass
         self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}"
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}", atomic_writes=True
         )
         self._source: SnapshotSource | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
@@ -209,12 +211,10 @@ class EntryStore:
         source, self._source = self._source, None
         if source is None:
             return  # nothing changed since the last save
-        dispatches, runs, deleted = source()  # references only: cheap
+        dispatches, deleted = source()  # references only: cheap
         self.saves += 1
         try:
-            data = await self._hass.async_add_executor_job(
-                _encode, dispatches, dict(runs), deleted
-            )
+            data = await self._hass.async_add_executor_job(_encode, dispatches, deleted)
             await self._store.async_save(data)
         except Exception:
             # Losing a save must not break the entry (or its unload).
