@@ -1246,3 +1246,15 @@ def test_rare_occurrences_are_found_without_iterating_dateutil(
         leap_monday + MINUTE, leap_monday + MINUTE + timedelta(seconds=30)
     )
     assert dateutil_periods[0] == 0  # was about 10 000 days, 1 s
+
+
+def test_an_open_ended_dispatch_ignores_a_rule_that_never_occurs() -> None:
+    """As the client library: without a duration, it runs from its start time."""
+    start = datetime(2025, 2, 28, tzinfo=UTC)
+    recurrence = rule(Frequency.YEARLY, 4, bymonths=[2], bymonthdays=[29])
+    schedule = Schedule(make_dispatch(start, None, recurrence))
+    assert schedule.run_at(start + DAY) == Run(start, None)
+    assert schedule.next_start(start - DAY) == start
+    # With a duration the same rule is still malformed.
+    with pytest.raises(InvalidDispatchError, match="never occurs"):
+        Schedule(make_dispatch(start, HOUR, recurrence))

@@ -197,6 +197,24 @@ class FrequenzDispatchCoordinator:
         state = self._states.get(dispatch_id)
         return None if state is None else state.run
 
+    def run_of_item(self, item: ValidDispatch) -> Run | None:
+        """The run of a version of a dispatch now (e.g. one just written).
+
+        The run held for it if this version (or a newer one) is known, else
+        the run its schedule has now, with the start first told if it goes on.
+        """
+        state = self._states.get(item.id)
+        if state is not None and state.item.version >= item.version:
+            return state.run
+        try:
+            run = item.schedule.run_at(dt_util.utcnow())
+        except Exception:
+            return None
+        told = self.ledger.current(item.id)
+        if run is not None and told is not None and told.continues_as(run):
+            return Run(told.start, run.end)
+        return run
+
     def is_type_running(self, dispatch_type: str) -> bool:
         """Whether a dispatch of the type runs (dry runs only with the option)."""
         return bool(self._type_running.get(dispatch_type))

@@ -16,15 +16,18 @@ from contextlib import suppress
 from typing import Any
 
 from homeassistant.core import HomeAssistant, callback
-from homeassistant.helpers.storage import Store
 
 from .api import ValidDispatch
 from .const import DOMAIN, LOGGER
 from .ledger import ToldRun
 from .schedule import Run
-from .storage import decode_dispatch, decode_run, encode_dispatch
-
-STORAGE_VERSION = 1
+from .storage import (
+    async_remove_store,
+    decode_dispatch,
+    decode_run,
+    encode_dispatch,
+    shared_store,
+)
 
 type Told = ToldRun[ValidDispatch | None]
 """A told run; its dispatch is None when its stored form cannot be read."""
@@ -73,9 +76,7 @@ class RunStore:
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         """Nothing is read until `async_load`."""
         self._hass = hass
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}.runs", atomic_writes=True
-        )
+        self._store = shared_store(hass, f"{DOMAIN}.{entry_id}.runs")
         self._encoded: dict[int, tuple[ValidDispatch, str]] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self.saves = 0
@@ -132,4 +133,4 @@ class RunStore:
     async def async_remove(self) -> None:
         """Delete the file (after any write under way)."""
         await self.async_flush()
-        await self._store.async_remove()
+        await async_remove_store(self._hass, self._store.key)

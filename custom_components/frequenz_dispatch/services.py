@@ -267,7 +267,7 @@ def _item(
         coordinator.config_entry.entry_id,
         coordinator.microgrid_id,
         item.dispatch,
-        coordinator.run_of(item.id),
+        coordinator.run_of_item(item),
         with_window=True,
         device_id=coordinator.device_id,
     )

@@ -50,6 +50,29 @@ class Snapshot:
 type SnapshotSource = Callable[[], tuple[list[ValidDispatch], list[int]]]
 
 
+_STORES = f"{DOMAIN}_stores"
+
+
+def shared_store(hass: HomeAssistant, key: str) -> Store[dict[str, Any]]:
+    """The one `Store` of a file: every user of `key` writes through it.
+
+    An entry removed while HA stops must not have its file written again by
+    the `Store` of its last coordinator (HA defers writes made while stopping
+    to its final write): removing through the same `Store` cancels that.
+    """
+    stores: dict[str, Store[dict[str, Any]]] = hass.data.setdefault(_STORES, {})
+    store = stores.get(key)
+    if store is None:
+        store = stores[key] = Store(hass, STORAGE_VERSION, key, atomic_writes=True)
+    return store
+
+
+async def async_remove_store(hass: HomeAssistant, key: str) -> None:
+    """Delete the file of `key` and forget its `Store`."""
+    await shared_store(hass, key).async_remove()
+    hass.data.get(_STORES, {}).pop(key, None)
+
+
 def _encode(dispatches: list[ValidDispatch], deleted: list[int]) -> dict[str, Any]:
     """The JSON form (runs in the executor: dispatches are immutable)."""
     return {
@@ -154,9 +177,7 @@ class EntryStore:
     def __init__(self, hass: HomeAssistant, entry_id: str) -> None:
         """Nothing is read until `async_load`."""
         self._hass = hass
-        self._store: Store[dict[str, Any]] = Store(
-            hass, STORAGE_VERSION, f"{DOMAIN}.{entry_id}", atomic_writes=True
-        )
+        self._store = shared_store(hass, f"{DOMAIN}.{entry_id}")
         self._source: SnapshotSource | None = None
         self._unsub_timer: CALLBACK_TYPE | None = None
         self._task: asyncio.Task[None] | None = None
@@ -249,4 +270,4 @@ class EntryStore:
         """Delete the stored file (after any save under way)."""
         self.cancel()
         async with self._lock:
-            await self._store.async_remove()
+            await async_remove_store(self._hass, self._store.key)

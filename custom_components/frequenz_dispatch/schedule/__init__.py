@@ -45,9 +45,22 @@ from ._timelines import (
     _RuleTimeline,
     _Timeline,
 )
-from ._types import MERGE_CAP, MERGE_WORK_CAP, InvalidDispatchError, Run
+from ._types import (
+    MERGE_CAP,
+    MERGE_WORK_CAP,
+    InvalidDispatchError,
+    NeverOccursError,
+    Run,
+)
 
-__all__ = ["MERGE_CAP", "MERGE_WORK_CAP", "InvalidDispatchError", "Run", "Schedule"]
+__all__ = [
+    "MERGE_CAP",
+    "MERGE_WORK_CAP",
+    "InvalidDispatchError",
+    "NeverOccursError",
+    "Run",
+    "Schedule",
+]
 
 _ZERO: Final = timedelta(0)
 
@@ -121,9 +134,11 @@ class Schedule:
                 negative, a frequency is set with an interval below 1, a
                 by-value is out of range or ``Weekday.UNSPECIFIED``, the count
                 is negative, or the rule can never produce an occurrence
-                (including rules dateutil rejects). Malformed fields are
-                rejected even where they would not matter (inactive or
-                open-ended dispatches), so validity never depends on state.
+                (including rules dateutil rejects) while a duration is set.
+                Malformed fields are rejected even where they would not
+                matter (inactive or open-ended dispatches), so validity never
+                depends on state; a rule that merely never occurs is ignored
+                by an open-ended dispatch, which runs from its start time.
 
         """
         schedule = cls.__new__(cls)
@@ -248,7 +263,12 @@ def _compile(
     start = _to_utc(start_time, "start_time")
     if duration is not None and duration < _ZERO:
         raise InvalidDispatchError(f"duration must not be negative, got {duration}")
-    spec = _RuleSpec.compile(start, recurrence or RecurrenceRule())
+    try:
+        spec = _RuleSpec.compile(start, recurrence or RecurrenceRule())
+    except NeverOccursError:
+        if duration is not None:
+            raise
+        spec = None  # an open-ended dispatch ignores its rule (as the client does)
 
     if not active or duration == _ZERO:
         return _NeverTimeline()

@@ -20,7 +20,7 @@ from dateutil import rrule as du
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule, Weekday
 
 from ._counting import _RuleDays, _Walker
-from ._types import InvalidDispatchError
+from ._types import InvalidDispatchError, NeverOccursError
 
 _DuFreq = Literal[0, 1, 2, 3, 4, 5, 6]
 _DU_FREQ: Final[dict[Frequency, _DuFreq]] = {
@@ -368,27 +368,27 @@ class _RuleSpec:
             or any(abs(day) <= _MAX_MONTH_DAYS[month - 1] for day in self.bymonthday)
             for month in months
         ):
-            raise InvalidDispatchError(
+            raise NeverOccursError(
                 "recurrence rule never occurs: no selected month has the selected days"
             )
         if self.byweekday is not None and not self._weekdays_reachable():
-            raise InvalidDispatchError(
+            raise NeverOccursError(
                 "recurrence rule never occurs: the interval never reaches the "
                 "selected weekdays, hours and minutes"
             )
         if self.freq == Frequency.MINUTELY and not self._minutes_reachable():
             # dateutil raises this one lazily, while iterating.
-            raise InvalidDispatchError(
+            raise NeverOccursError(
                 "invalid recurrence rule: the interval never reaches the selected "
                 "hours and minutes"
             )
         probe = _Walker(self, 1, use_until=False)
         if not probe.walk(_PROBE_BUDGET):
-            raise InvalidDispatchError(
+            raise NeverOccursError(
                 "recurrence rule does not occur within decades of its start"
             )
         if probe.found is None:
-            raise InvalidDispatchError("recurrence rule never occurs")
+            raise NeverOccursError("recurrence rule never occurs")
         return probe.found
 
     def _minutes_reachable(self) -> bool:

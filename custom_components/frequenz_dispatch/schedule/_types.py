@@ -27,6 +27,14 @@ class InvalidDispatchError(ValueError):
     """The dispatch cannot be scheduled: its timing fields are malformed."""
 
 
+class NeverOccursError(InvalidDispatchError):
+    """The recurrence rule is well-formed but never produces an occurrence.
+
+    Malformed for a dispatch with a duration; an open-ended dispatch ignores
+    its rule (it runs from its start time), so for it this is no error.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Run:
     """One continuous run: overlapping or back-to-back windows merged.
