@@ -125,12 +125,9 @@ async def test_an_open_ended_dispatch_whose_rule_never_occurs_runs(
         await wait_for(hass, lambda: len(recorder.kinds()) == 2, "events")
         await wait_for(
             hass,
-            lambda: (
-                hass.states.async_all("binary_sensor")
-                and any(
-                    s.attributes.get("dispatch_id") == dispatch_id
-                    for s in hass.states.async_all("binary_sensor")
-                )
+            lambda: any(
+                s.attributes.get("dispatch_id") == dispatch_id
+                for s in hass.states.async_all("binary_sensor")
             ),
             "sensor",
         )
