@@ -148,19 +148,12 @@ class RunLedger[T]:
             self._changed()
         return [Transition(False, runs.pop(dispatch_id)) for dispatch_id in gone]
 
-    def release(self) -> bool:
-        """The held events were sent: what was held is told now.
-
-        Returns:
-            Whether `told` changed (then save it).
-
-        """
+    def release(self) -> None:
+        """The held events were sent: what was held is told now (`dirty` if new)."""
         view, self._view = self._view, None
-        if view is None or view == self._told:
-            return False
-        self._told = view
-        self.dirty = True
-        return True
+        if view is not None and view != self._told:
+            self._told = view
+            self.dirty = True
 
     def _changed(self) -> None:
         if self._view is None:

@@ -33,11 +33,6 @@ class EventReporter:
         else:
             self._held.append((event_type, data))
 
-    @property
-    def holding(self) -> bool:
-        """Whether events are still held (HA has not started yet)."""
-        return self._held is not None
-
     @callback
     def release(self) -> None:
         """Send the held events; from now on events go out at once."""

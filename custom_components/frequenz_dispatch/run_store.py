@@ -66,6 +66,15 @@ def told_from_runs(
     ]
 
 
+def _record(run: Told) -> dict[str, Any]:
+    """The stored form of one told run."""
+    return {
+        "start": run.start.isoformat(),
+        "end": None if run.end is None else run.end.isoformat(),
+        "dispatch": None if run.subject is None else encode_dispatch(run.subject),
+    }
+
+
 class RunStore:
     """The told runs of one config entry, written at once and atomically.
 
@@ -77,7 +86,7 @@ class RunStore:
         """Nothing is read until `async_load`."""
         self._hass = hass
         self._store = shared_store(hass, f"{DOMAIN}.{entry_id}.runs")
-        self._encoded: dict[int, tuple[ValidDispatch, str]] = {}
+        self._records: dict[int, tuple[Told, dict[str, Any]]] = {}
         self._writes: set[asyncio.Task[None]] = set()
         self.saves = 0
         """Writes so far (work counter for tests)."""
@@ -90,28 +99,23 @@ class RunStore:
         return await self._hass.async_add_executor_job(_decode, data)
 
     @callback
-    def save(self, told: Mapping[int, ToldRun[ValidDispatch | None]]) -> None:
-        """Write `told` now (in a task; `async_flush` waits for it)."""
+    def save(self, told: Mapping[int, Told]) -> None:
+        """Write `told` now (in a task; `async_flush` waits for it).
+
+        Records are built again only for runs that changed (by identity: told
+        runs are immutable), so a save costs little more than a dict copy.
+        """
         self.saves += 1
-        runs: dict[str, dict[str, Any]] = {}
-        encoded = self._encoded
+        records = self._records
+        for dispatch_id in [i for i in records if i not in told]:
+            del records[dispatch_id]
         for dispatch_id, run in told.items():
-            item = run.subject
-            text: str | None = None
-            if item is not None:
-                cached = encoded.get(dispatch_id)
-                if cached is None or cached[0] is not item:
-                    cached = encoded[dispatch_id] = (item, encode_dispatch(item))
-                text = cached[1]
-            runs[str(dispatch_id)] = {
-                "start": run.start.isoformat(),
-                "end": None if run.end is None else run.end.isoformat(),
-                "dispatch": text,
-            }
-        for dispatch_id in [i for i in encoded if i not in told]:
-            del encoded[dispatch_id]
+            cached = records.get(dispatch_id)
+            if cached is None or cached[0] is not run:
+                records[dispatch_id] = (run, _record(run))
+        data = {"runs": {str(i): record for i, (_, record) in records.items()}}
         task = self._hass.async_create_background_task(
-            self._write({"runs": runs}), f"{DOMAIN} save runs", eager_start=True
+            self._write(data), f"{DOMAIN} save runs", eager_start=True
         )
         if not task.done():
             self._writes.add(task)
