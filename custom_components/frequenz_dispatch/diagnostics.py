@@ -42,4 +42,6 @@ async def async_get_config_entry_diagnostics(
             for dispatch_id, reason in coordinator.malformed.items()
         },
         "deleted_ids_remembered": coordinator.tombstones,
+        "told_runs": sorted(run.run_id for run in coordinator.ledger.told.values()),
+        "events_held": coordinator.ledger.holding,
     }
