@@ -230,7 +230,7 @@ class Listener:
             Event(
                 session=session.index,
                 kind=event["event_type"].removeprefix("frequenz_dispatch_"),
-                dispatch_id=int(data["dispatch_id"]),
+                dispatch_id=int(data.get("dispatch_id", -1)),
                 key=run_key(data),
                 fired=fired,
                 data=data,
@@ -245,12 +245,18 @@ class Creator:
     """Creates one-shot dispatches through the simulator's gRPC API."""
 
     def __init__(
-        self, server_url: str, every: float, length: float, lead: float
+        self,
+        server_url: str,
+        every: float,
+        lengths: tuple[int, int],
+        lead: float,
+        rng: random.Random,
     ) -> None:
         self._server_url = server_url
         self._every = every
-        self._length = length
+        self._lengths = lengths
         self._lead = lead
+        self._rng = rng
         self._stop = asyncio.Event()
         self.runs: list[Run] = []
 
@@ -259,7 +265,10 @@ class Creator:
         self._stop.set()
 
     async def run(self, first_start: float) -> None:
-        """Create dispatch k `lead` seconds before `first_start + k * every`."""
+        """Create dispatch k `lead` seconds before `first_start + k * every`.
+
+        Each runs a random whole number of seconds within `lengths`.
+        """
         async with DispatchApiClient(
             server_url=self._server_url, auth_key=API_KEY
         ) as client:
@@ -270,16 +279,17 @@ class Creator:
                     await asyncio.wait_for(self._stop.wait(), max(delay, 0))
                 if self._stop.is_set():
                     return
+                seconds = self._rng.randint(*self._lengths)
                 dispatch = await client.create(
                     MicrogridId(MICROGRID_ID),
                     DISPATCH_TYPE,
                     datetime.fromtimestamp(start, UTC),
-                    timedelta(seconds=self._length),
+                    timedelta(seconds=seconds),
                     TargetIds(1),
                     payload={"index": index},
                 )
                 begin = dispatch.start_time
-                length = dispatch.duration or timedelta(seconds=self._length)
+                length = dispatch.duration or timedelta(seconds=seconds)
                 self.runs.append(
                     Run(
                         int(dispatch.id),
@@ -473,14 +483,15 @@ async def run_test(
     ha_port, sim_port = free_port(), free_port()
     say(f"provisioning Home Assistant in {config} (scripts/develop --configured)")
     token = await provision(work, config, ha_port, sim_port)
-    rng = random.Random(opts.seed)
+    rng = random.Random(f"kills {opts.seed}")
     sessions: list[Session] = []
     listener = Listener(f"ws://127.0.0.1:{ha_port}/api/websocket", token, sessions)
     creator = Creator(
         f"grpc://127.0.0.1:{sim_port}?ssl=false",
         opts.transition_seconds,
-        opts.run_seconds,
+        (opts.run_seconds, opts.max_run_seconds),
         opts.lead_seconds,
+        random.Random(f"runs {opts.seed}"),
     )
     hass = Hass(config, work / "hass.log", sessions)
     sim = await start_simulator(work, sim_port)
@@ -558,6 +569,8 @@ class Figures:
     missed: list[int] = field(default_factory=list)
     split: list[int] = field(default_factory=list)
     unknown_events: int = 0
+    counts: dict[int, dict[str, int]] = field(default_factory=dict)
+    """Per dispatch: how many `started` and `stopped` it got."""
 
     @property
     def clean(self) -> bool:
@@ -602,6 +615,10 @@ def analyse(runs: list[Run], events: list[Event], sessions: list[Session]) -> Fi
     for run in runs:
         keys = by_dispatch.get(run.dispatch_id, {})
         figures.keys += len(keys)
+        figures.counts[run.dispatch_id] = {
+            kind: sum(counts[kind] for counts in keys.values())
+            for kind in ("started", "stopped")
+        }
         lies_in_downtime = any(a <= run.start and run.end <= b for a, b in gaps)
         if lies_in_downtime:
             figures.in_downtime.append(run.dispatch_id)
@@ -694,7 +711,8 @@ def report(
     ]
     print(
         f"\nKill test: {opts.kills} kills (seed {opts.seed}), a dispatch starting "
-        f"every {opts.transition_seconds:g} s and running {opts.run_seconds:g} s, "
+        f"every {opts.transition_seconds:g} s and running "
+        f"{opts.run_seconds}-{opts.max_run_seconds} s, "
         f"{opts.min_uptime:g}-{opts.max_uptime:g} s up before each kill"
     )
     width = max(len(label) for label, _ in rows)
@@ -713,13 +731,14 @@ def print_per_kill(
     kinds = (
         ("started, no stopped", figures.started_no_stopped, "start"),
         ("stopped, no started", figures.stopped_no_started, "start"),
-        ("started twice", figures.dup_started, "start"),
-        ("stopped twice", figures.dup_stopped, "end"),
+        ("started {started} times", figures.dup_started, "start"),
+        ("stopped {stopped} times", figures.dup_stopped, "end"),
         ("no event", figures.missed, "start"),
     )
-    for label, dispatch_ids, edge in kinds:
+    for pattern, dispatch_ids, edge in kinds:
         for dispatch_id in dispatch_ids:
             run = run_of[dispatch_id]
+            label = pattern.format(**figures.counts[dispatch_id])
             kill = kill_of(run, sessions)
             if kill is None:
                 found[None].append(f"{dispatch_id} {label}")
@@ -787,9 +806,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--run-seconds",
-        type=float,
-        help="how long each dispatch runs (default: 1.5 x --transition-seconds, so a "
-        "stop falls between two starts)",
+        type=int,
+        help="each dispatch runs a random whole number of seconds, at least this "
+        "(default: 1.5 x --transition-seconds: 3) ...",
+    )
+    parser.add_argument(
+        "--max-run-seconds",
+        type=int,
+        help="... and at most this (default: 6 x --transition-seconds: 12; runs "
+        "longer than a restart can outlive a downtime)",
     )
     parser.add_argument(
         "--min-uptime",
@@ -827,11 +852,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     opts = parser.parse_args(argv)
     if opts.run_seconds is None:
-        opts.run_seconds = 1.5 * opts.transition_seconds
+        opts.run_seconds = max(round(1.5 * opts.transition_seconds), 1)
+    if opts.max_run_seconds is None:
+        opts.max_run_seconds = max(round(6 * opts.transition_seconds), opts.run_seconds)
     if not 0 < opts.min_uptime <= opts.max_uptime:
         parser.error("need 0 < --min-uptime <= --max-uptime")
-    if opts.kills < 0 or opts.transition_seconds < 1 or opts.run_seconds < 1:
-        parser.error("need --kills >= 0, --transition-seconds >= 1, --run-seconds >= 1")
+    if not 1 <= opts.run_seconds <= opts.max_run_seconds:
+        parser.error("need 1 <= --run-seconds <= --max-run-seconds")
+    if opts.kills < 0 or opts.transition_seconds < 1:
+        parser.error("need --kills >= 0 and --transition-seconds >= 1")
     return opts
 
 
