@@ -795,7 +795,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--kills", type=int, default=30, help="number of SIGKILLs (30)")
     parser.add_argument(
-        "--seed", type=int, default=1, help="random seed of the kill delays (1)"
+        "--seed",
+        type=int,
+        default=1,
+        help="seed of the kill delays and run lengths (1)",
     )
     parser.add_argument(
         "--transition-seconds",
