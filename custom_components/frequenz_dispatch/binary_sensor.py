@@ -18,7 +18,7 @@ from homeassistant.components.binary_sensor import (  # type: ignore[attr-define
     BinarySensorDeviceClass,
     BinarySensorEntity,
 )
-from homeassistant.const import EntityCategory
+from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity
@@ -109,7 +109,14 @@ async def async_setup_entry(
             types.append(known)
     coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
-    async_follow_subentries(entry, SUBENTRY_GROUP, TypeTargetSensor, async_add_entities)
+    async_follow_subentries(
+        hass,
+        entry,
+        Platform.BINARY_SENSOR,
+        SUBENTRY_GROUP,
+        TypeTargetSensor,
+        async_add_entities,
+    )
     add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
     ordered = sorted(current)
     for first in range(0, len(ordered), BATCH):

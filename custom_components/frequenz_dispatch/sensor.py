@@ -9,6 +9,7 @@ from homeassistant.components.sensor import (
     SensorEntity,
     SensorStateClass,
 )
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
@@ -31,7 +32,12 @@ async def async_setup_entry(
     coordinator = entry.runtime_data
     async_add_entities([NextStartSensor(coordinator), RunningCountSensor(coordinator)])
     async_follow_subentries(
-        entry, SUBENTRY_SETPOINT, SetpointSensor, async_add_entities
+        hass,
+        entry,
+        Platform.SENSOR,
+        SUBENTRY_SETPOINT,
+        SetpointSensor,
+        async_add_entities,
     )
 
 

@@ -1,4 +1,10 @@
-"""Entities of subentries: added, changed and removed without reloading the entry."""
+"""Entities of subentries: added, changed and removed without reloading the entry.
+
+They sit on the microgrid's device and are not linked to their subentry in
+the registries: HA lets a device belong to one subentry only, and linking
+would move the microgrid's device into the first subentry. So this module
+removes an entity itself when its subentry goes.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,10 @@ from collections.abc import Callable
 
 from homeassistant.config_entries import ConfigSubentry
 from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
+from .const import DOMAIN
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .subentry_entity import SubentryEntity
@@ -19,35 +27,43 @@ type EntityFactory = Callable[
 
 @callback
 def async_follow_subentries(
+    hass: HomeAssistant,
     entry: FrequenzDispatchConfigEntry,
+    platform: str,
     subentry_type: str,
     factory: EntityFactory,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add an entity per subentry of the type, now and whenever one is added.
+    """Keep one entity per subentry of the type, from now until the entry unloads.
 
     The entry's update listener runs on every subentry change: a new
-    subentry gets its entity, a changed one is applied in place. A removed
-    one needs nothing: HA removes its entities from the registry, which
-    removes them.
+    subentry gets its entity, a changed one is applied in place, a removed
+    one's entity leaves the registry (and so HA).
     """
     coordinator = entry.runtime_data
+    registry = er.async_get(hass)
     entities: dict[str, SubentryEntity] = {}
 
-    @callback
-    def sync() -> None:
-        wanted = {
+    def wanted() -> dict[str, ConfigSubentry]:
+        return {
             subentry_id: subentry
             for subentry_id, subentry in entry.subentries.items()
             if subentry.subentry_type == subentry_type
         }
-        for subentry_id in [i for i in entities if i not in wanted]:
+
+    @callback
+    def sync() -> None:
+        current = wanted()
+        for subentry_id in [i for i in entities if i not in current]:
             del entities[subentry_id]
-        for subentry_id, subentry in wanted.items():
+            entity_id = registry.async_get_entity_id(platform, DOMAIN, subentry_id)
+            if entity_id is not None:
+                registry.async_remove(entity_id)
+        for subentry_id, subentry in current.items():
             entity = entities.get(subentry_id)
             if entity is None:
                 entity = entities[subentry_id] = factory(coordinator, subentry)
-                async_add_entities([entity], config_subentry_id=subentry_id)
+                async_add_entities([entity])
             elif entity.settings != (subentry.title, dict(subentry.data)):
                 entity.async_reconfigure(subentry)
 
@@ -56,5 +72,16 @@ def async_follow_subentries(
     ) -> None:
         sync()
 
+    # Subentries removed while the entry was not loaded leave the registry.
+    # The entry's other entities have unique ids "<entry id>_<key>".
+    current = wanted()
+    own_prefix = f"{entry.entry_id}_"
+    for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
+        if (
+            reg_entry.domain == platform
+            and not reg_entry.unique_id.startswith(own_prefix)
+            and reg_entry.unique_id not in current
+        ):
+            registry.async_remove(reg_entry.entity_id)
     sync()
     entry.async_on_unload(entry.add_update_listener(updated))
