@@ -140,7 +140,7 @@ def test_parse_target() -> None:
     assert parse_target("") is None
     assert parse_target(" 4 ") == 4
     assert parse_target("battery:li_ion") == "BATTERY:LI_ION"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="negative"):
         parse_target("-3")
 
 
@@ -151,5 +151,5 @@ def test_units_per_kind() -> None:
     assert unit_for(Kind.PERCENTAGE, "") == "%"
     assert unit_for(Kind.NONE, "") is None
     assert unit_for(Kind.NONE, "ct/kWh") == "ct/kWh"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="takes A, mA"):
         unit_for(Kind.CURRENT, "W")
