@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
@@ -516,3 +518,48 @@ async def test_form_refuses_bad_input(
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "X p on 7"
     assert result["data"]["unit"] == "kW"
+
+
+async def test_a_subentry_removed_while_unloaded_leaves_with_the_next_load(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+) -> None:
+    entry = await _entry(hass, entry_data, dispatch_server)
+    sensor = await add_subentry(
+        hass, entry, "setpoint", _setpoint("BATTERY_CHARGE", "power_w")
+    )
+    group = await add_subentry(
+        hass, entry, "type_target", {"dispatch_type": "BATTERY_CHARGE", "target": "1"}
+    )
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    await hass.async_block_till_done()
+    for entity_id in (sensor, group):
+        hass.config_entries.async_remove_subentry(
+            entry, subentry_id_of(hass, entity_id)
+        )
+    await hass.async_block_till_done()
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    registry = er.async_get(hass)
+    assert registry.async_get(sensor) is None
+    assert registry.async_get(group) is None
+    # The entry's own entities stay.
+    assert hass.states.get("binary_sensor.microgrid_42_api_connection") is not None
+
+
+def test_translations_have_the_same_keys() -> None:
+    base = Path(__file__).parent.parent / "custom_components/frequenz_dispatch"
+
+    def keys(value: Any, prefix: str = "") -> set[str]:
+        if not isinstance(value, dict):
+            return {prefix}
+        return set().union(*(keys(v, f"{prefix}/{k}") for k, v in value.items()))
+
+    english = json.loads((base / "strings.json").read_text())
+    for name in ("en", "de"):
+        translated = json.loads((base / "translations" / f"{name}.json").read_text())
+        assert keys(translated) == keys(english), name
+    assert english["config_subentries"]["setpoint"]["initiate_flow"]["user"] == (
+        "Add payload sensor"
+    )
