@@ -10,8 +10,10 @@ from typing import Any
 
 import freezegun.api as freezegun_api
 from freezegun.api import FrozenDateTimeFactory
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import Event, HomeAssistant, callback
+from homeassistant.data_entry_flow import FlowResultType
+from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
     async_fire_time_changed,
@@ -169,3 +171,31 @@ class StateWrites:
     def clear(self) -> None:
         """Forget what was counted."""
         self.entity_ids.clear()
+
+
+async def add_subentry(
+    hass: HomeAssistant, entry: ConfigEntry, subentry_type: str, data: dict[str, Any]
+) -> str:
+    """Add a subentry through its form, as a person would; return its entity id."""
+    before = set(entry.subentries)
+    result = await hass.config_entries.subentries.async_init(
+        (entry.entry_id, subentry_type), context={"source": "user"}
+    )
+    assert result["type"] is FlowResultType.FORM, result
+    result = await hass.config_entries.subentries.async_configure(
+        result["flow_id"], data
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY, result
+    await hass.async_block_till_done()
+    (subentry_id,) = set(entry.subentries) - before
+    platform = "sensor" if subentry_type == "setpoint" else "binary_sensor"
+    entity_id = er.async_get(hass).async_get_entity_id(platform, DOMAIN, subentry_id)
+    assert entity_id is not None
+    return entity_id
+
+
+def subentry_id_of(hass: HomeAssistant, entity_id: str) -> str:
+    """The subentry an entity belongs to (its unique id)."""
+    reg_entry = er.async_get(hass).async_get(entity_id)
+    assert reg_entry is not None
+    return reg_entry.unique_id

@@ -72,6 +72,7 @@ async def test_triggers_and_condition_are_offered(
     assert sorted(t["type"] for t in triggers) == [
         "created",
         "deleted",
+        "payload_changed",
         "started",
         "stopped",
         "updated",
@@ -303,3 +304,89 @@ async def test_a_device_not_ours_is_a_translated_error(
         assert str(err.value) == (
             "Device not-a-microgrid is not a Frequenz Dispatch microgrid"
         )
+
+
+async def test_payload_changed_while_running(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    running = create_dispatch(
+        dispatch_server,
+        type="EV_CHARGING_LIMIT",
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+        payload={"max_current_a": 16},
+    )
+    later = create_dispatch(
+        dispatch_server,
+        type="EV_CHARGING_LIMIT",
+        start_time=t0 + timedelta(minutes=5),
+        duration=timedelta(minutes=30),
+        payload={"max_current_a": 8},
+    )
+    other = create_dispatch(
+        dispatch_server,
+        start_time=t0 - timedelta(minutes=1),
+        duration=timedelta(minutes=30),
+        payload={"power_w": 1},
+    )
+    coordinator, _ = await setup_and_follow(hass, entry_data, dispatch_server)
+    device_id = _device_id(hass, coordinator.config_entry.entry_id)
+    fired = _record(hass, "payload_changed")
+    assert await async_setup_component(
+        hass,
+        "automation",
+        {
+            "automation": {
+                "triggers": [
+                    {
+                        "platform": "device",
+                        "domain": DOMAIN,
+                        "device_id": device_id,
+                        "type": "payload_changed",
+                        "dispatch_type": "EV_CHARGING_LIMIT",
+                    }
+                ],
+                "actions": [
+                    {
+                        "event": "payload_changed",
+                        "event_data": {
+                            "dispatch_id": "{{ trigger.event.data.dispatch_id }}",
+                            "payload": "{{ trigger.event.data.payload }}",
+                            "before": "{{ trigger.previous_payload }}",
+                        },
+                    }
+                ],
+            }
+        },
+    )
+    # A running dispatch's payload changes: fired, with the old payload.
+    dispatch_server.update(42, running, payload={"max_current_a": 10})
+    await wait_for(hass, lambda: bool(fired), "payload trigger")
+    assert fired == [
+        {
+            "dispatch_id": running,
+            "payload": {"max_current_a": 10},
+            "before": {"max_current_a": 16},
+        }
+    ]
+    fired.clear()
+    # Not fired: a change that is not the payload, one of a dispatch that is
+    # not running yet, one of another type.
+    dispatch_server.update(42, running, duration=timedelta(minutes=40))
+    dispatch_server.update(42, later, payload={"max_current_a": 6})
+    dispatch_server.update(42, other, payload={"power_w": 2})
+    await wait_for(
+        hass,
+        lambda: coordinator.dispatches()[other].dispatch.payload == {"power_w": 2},
+        "updates",
+    )
+    assert fired == []
+    # Once it has started, the later one's changes count too.
+    await go_to(hass, freezer, t0 + timedelta(minutes=5))
+    dispatch_server.update(42, later, payload={"max_current_a": 7})
+    await wait_for(hass, lambda: bool(fired), "second payload trigger")
+    assert [f["dispatch_id"] for f in fired] == [later]

@@ -34,6 +34,7 @@ from dispatch_sim.server import DispatchSimulator
 from .common import (
     EventRecorder,
     StateWrites,
+    add_subentry,
     create_dispatch as _create,
     go_to as _go_to,
     settle,
@@ -380,6 +381,20 @@ async def test_one_stream_message_writes_only_what_it_changes(
     ]
     running = _create(dispatch_server, start_time=t0 - MINUTE, duration=None)
     entry = await _setup(hass, entry_data, dispatch_server)
+    # Subentry sensors: one that the running payload feeds, one whose set of
+    # running dispatches does not change, one of another type.
+    setpoint = await add_subentry(
+        hass,
+        entry,
+        "setpoint",
+        {"dispatch_type": "BATTERY_CHARGE", "payload_key": "power_w"},
+    )
+    await add_subentry(
+        hass, entry, "type_target", {"dispatch_type": "BATTERY_CHARGE", "target": "1"}
+    )
+    await add_subentry(
+        hass, entry, "setpoint", {"dispatch_type": "PV_LIMIT", "payload_key": "power_w"}
+    )
     recorder = EventRecorder().attach(hass)
     writes = StateWrites(hass, monkeypatch)
     changed = ids[10]
@@ -392,8 +407,9 @@ async def test_one_stream_message_writes_only_what_it_changes(
             _entity_id(hass, entry, "event", "dispatch_event"),
         ]
     )
-    # The running one's payload: its sensor, and the calendar, whose event
-    # (the current run) shows the payload; the type's set does not change.
+    # The running one's payload: its sensor, the calendar, whose event (the
+    # current run) shows the payload, and the payload sensor it feeds; the
+    # type's set does not change (nor the type + target group).
     writes.clear()
     dispatch_server.update(MICROGRID_ID, running, payload={"power_w": 2})
     await wait_for(hass, lambda: len(recorder.events) == 2, "updated again")
@@ -403,8 +419,10 @@ async def test_one_stream_message_writes_only_what_it_changes(
             _entity_id(hass, entry, "binary_sensor", f"dispatch_{running}"),
             _entity_id(hass, entry, "calendar", "calendar"),
             _entity_id(hass, entry, "event", "dispatch_event"),
+            setpoint,
         ]
     )
+    assert hass.states.get(setpoint).state == "2.0"  # type: ignore[union-attr]
 
 
 @pytest.mark.parametrize("others", [10, 300])

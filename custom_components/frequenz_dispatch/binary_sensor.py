@@ -18,18 +18,26 @@ from homeassistant.components.binary_sensor import (  # type: ignore[attr-define
     BinarySensorDeviceClass,
     BinarySensorEntity,
 )
-from homeassistant.const import EntityCategory
+from homeassistant.const import EntityCategory, Platform
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import slugify
 
-from .const import DOMAIN, signal_connection, signal_dispatch, signal_type
+from .const import (
+    DOMAIN,
+    SUBENTRY_GROUP,
+    signal_connection,
+    signal_dispatch,
+    signal_type,
+)
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
+from .group_sensor import TypeTargetSensor
 from .names import entity_name, type_name
+from .subentries import async_follow_subentries
 
 PARALLEL_UPDATES = 0
 BATCH = 100
@@ -101,6 +109,14 @@ async def async_setup_entry(
             types.append(known)
     coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
+    async_follow_subentries(
+        hass,
+        entry,
+        Platform.BINARY_SENSOR,
+        SUBENTRY_GROUP,
+        TypeTargetSensor,
+        async_add_entities,
+    )
     add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
     ordered = sorted(current)
     for first in range(0, len(ordered), BATCH):

@@ -7,8 +7,10 @@ import math
 from typing import Any
 
 from homeassistant.config_entries import (
+    ConfigEntry,
     ConfigFlow,
     ConfigFlowResult,
+    ConfigSubentryFlow,
     OptionsFlow,
 )
 from homeassistant.core import HomeAssistant, callback
@@ -40,8 +42,11 @@ from .const import (
     CONF_SIGN_SECRET,
     DOMAIN,
     LOGGER,
+    SUBENTRY_GROUP,
+    SUBENTRY_SETPOINT,
 )
 from .data import FrequenzDispatchConfigEntry
+from .subentry_flow import GroupSubentryFlow, SetpointSubentryFlow
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -167,6 +172,17 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
     ) -> FrequenzDispatchOptionsFlow:
         """Options of an existing entry."""
         return FrequenzDispatchOptionsFlow()
+
+    @classmethod
+    @callback
+    def async_get_supported_subentry_types(
+        cls, config_entry: ConfigEntry
+    ) -> dict[str, type[ConfigSubentryFlow]]:
+        """Payload sensors and type + target groups, added on the entry's page."""
+        return {
+            SUBENTRY_SETPOINT: SetpointSubentryFlow,
+            SUBENTRY_GROUP: GroupSubentryFlow,
+        }
 
     def _form(
         self,

@@ -16,6 +16,18 @@ CONF_MICROGRID_ID: Final = "microgrid_id"
 CONF_DRY_RUN_COUNTS: Final = "dry_run_counts"
 """Option: whether dry-run dispatches turn the per-type sensors on."""
 
+SUBENTRY_SETPOINT: Final = "setpoint"
+"""Subentry type: a sensor showing a payload value of running dispatches."""
+SUBENTRY_GROUP: Final = "type_target"
+"""Subentry type: a binary sensor for one dispatch type on one target."""
+CONF_DISPATCH_TYPE: Final = "dispatch_type"
+CONF_PAYLOAD_KEY: Final = "payload_key"
+CONF_TARGET: Final = "target"
+CONF_KIND: Final = "kind"
+CONF_UNIT: Final = "unit"
+CONF_DRY_RUNS: Final = "dry_runs"
+CONF_MERGE: Final = "merge"
+
 EVENT_CREATED: Final = "frequenz_dispatch_created"
 EVENT_UPDATED: Final = "frequenz_dispatch_updated"
 EVENT_DELETED: Final = "frequenz_dispatch_deleted"
@@ -69,3 +81,12 @@ def signal_event(entry_id: str) -> str:
 def signal_connection(entry_id: str) -> str:
     """Dispatcher signal (no args) to the connection sensor."""
     return f"{DOMAIN}_{entry_id}_connection"
+
+
+def signal_type_runs(entry_id: str, dispatch_type: str) -> str:
+    """Dispatcher signal (no args): the running dispatches of a type changed.
+
+    Sent when one of them starts, stops, moves to its next run or gets a new
+    version (payload, target, dry run), whatever the dry-run option says.
+    """
+    return f"{DOMAIN}_{entry_id}_type_runs_{dispatch_type}"

@@ -55,6 +55,7 @@ from .const import (
     signal_runs_changed,
     signal_summary,
     signal_type,
+    signal_type_runs,
 )
 from .event_data import dispatch_data, run_data, unknown_dispatch_data
 from .ledger import RunLedger, Transition
@@ -165,6 +166,7 @@ class FrequenzDispatchCoordinator:
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
         self._dirty_types: set[str] = set()
+        self._dirty_type_runs: set[str] = set()
         self._dirty_summary = False
         self._runs_changed = False
         self._presence: dict[int, bool] = {}
@@ -658,6 +660,7 @@ class FrequenzDispatchCoordinator:
         """Store the new state; update indexes and dirty marks in O(log N)."""
         old_run = None if old is None else old.run
         old_type = None if old is None else old.item.dispatch.type
+        old_item = None if old is None else old.item
         old_counts = old is not None and old_run is not None and self._counts(old.item)
         was_current = old is not None and old.current
         next_before = self._next_starts.peek()
@@ -702,7 +705,16 @@ class FrequenzDispatchCoordinator:
             if new_counts and new_type is not None:
                 self._type_running.setdefault(new_type, set()).add(dispatch_id)
                 self._dirty_types.add(new_type)
+        if old_item is not new or old_run != run:
+            self._mark_type_runs(
+                None if old_run is None else old_type,
+                None if run is None else new_type,
+            )
         self._mark_entity(dispatch_id, state, was_current=was_current)
+
+    def _mark_type_runs(self, *types: str | None) -> None:
+        """The running dispatches of these types changed (setpoint sensors)."""
+        self._dirty_type_runs.update(t for t in types if t is not None)
 
     @callback
     def _mark_entity(
@@ -780,6 +792,9 @@ class FrequenzDispatchCoordinator:
         dirty_types, self._dirty_types = self._dirty_types, set()
         for dispatch_type in dirty_types:
             async_dispatcher_send(hass, signal_type(entry_id, dispatch_type))
+        type_runs, self._dirty_type_runs = self._dirty_type_runs, set()
+        for dispatch_type in type_runs:
+            async_dispatcher_send(hass, signal_type_runs(entry_id, dispatch_type))
         if self._dirty_summary:
             self._dirty_summary = False
             async_dispatcher_send(hass, signal_summary(entry_id))

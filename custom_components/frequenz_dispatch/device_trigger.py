@@ -1,6 +1,7 @@
-"""Device triggers: a dispatch started, stopped, was created, updated or deleted.
+"""Device triggers: a dispatch started, stopped, changed, or its payload did.
 
-Each is a bus event trigger on the microgrid's config entry, optionally
+"Payload changed while running" is in payload_trigger.py. Each other one is
+a bus event trigger on the microgrid's config entry, optionally
 narrowed to one dispatch type, so `trigger.event.data` is the bus event's data.
 """
 
@@ -26,9 +27,18 @@ import voluptuous as vol
 from .const import DOMAIN
 from .lookup import check_microgrid_device, entry_id_of_device, loaded_coordinator
 from .names import type_name
+from .payload_trigger import async_attach_payload_trigger
 
 CONF_DISPATCH_TYPE = "dispatch_type"
-TRIGGER_TYPES = ("started", "stopped", "created", "updated", "deleted")
+PAYLOAD_CHANGED = "payload_changed"
+TRIGGER_TYPES = (
+    "started",
+    "stopped",
+    "created",
+    "updated",
+    "deleted",
+    PAYLOAD_CHANGED,
+)
 
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
     {
@@ -50,7 +60,7 @@ async def async_validate_trigger_config(
 async def async_get_triggers(
     hass: HomeAssistant, device_id: str
 ) -> list[dict[str, Any]]:
-    """The five triggers of a microgrid device (the type is picked as a field)."""
+    """The triggers of a microgrid device (the type is picked as a field)."""
     if entry_id_of_device(hass, device_id) is None:
         return []
     return [
@@ -107,6 +117,10 @@ async def async_attach_trigger(
 ) -> CALLBACK_TYPE:
     """Listen to the bus event of the entry (and type, if one was chosen)."""
     entry_id = entry_id_of_device(hass, config[CONF_DEVICE_ID])
+    if config[CONF_TYPE] == PAYLOAD_CHANGED and entry_id is not None:
+        return async_attach_payload_trigger(
+            hass, entry_id, config.get(CONF_DISPATCH_TYPE) or None, action, trigger_info
+        )
     event_data: dict[str, Any] = {"config_entry_id": entry_id}
     if dispatch_type := config.get(CONF_DISPATCH_TYPE):
         event_data["type"] = dispatch_type

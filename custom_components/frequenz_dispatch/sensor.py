@@ -1,4 +1,4 @@
-"""Sensors: next dispatch start and number of running dispatches."""
+"""Sensors: next dispatch start, number of running dispatches, payload values."""
 
 from __future__ import annotations
 
@@ -9,13 +9,16 @@ from homeassistant.components.sensor import (
     SensorEntity,
     SensorStateClass,
 )
+from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .const import signal_summary
+from .const import SUBENTRY_SETPOINT, signal_summary
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
+from .setpoint_sensor import SetpointSensor
+from .subentries import async_follow_subentries
 
 PARALLEL_UPDATES = 0
 
@@ -25,9 +28,17 @@ async def async_setup_entry(
     entry: FrequenzDispatchConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the microgrid's summary sensors."""
+    """Add the microgrid's summary sensors and the payload sensors."""
     coordinator = entry.runtime_data
     async_add_entities([NextStartSensor(coordinator), RunningCountSensor(coordinator)])
+    async_follow_subentries(
+        hass,
+        entry,
+        Platform.SENSOR,
+        SUBENTRY_SETPOINT,
+        SetpointSensor,
+        async_add_entities,
+    )
 
 
 class NextStartSensor(FrequenzDispatchEntity, SensorEntity):
