@@ -21,7 +21,7 @@ def test_a_new_run_starts_and_a_missing_one_stops() -> None:
     shown, transitions = ledger.update(1, Run(T, T + H), "v1")
     assert shown == Run(T, T + H)
     assert _kinds(transitions) == [("started", 1, "v1")]
-    assert ledger.dirty
+    assert ledger.changed == {1}
     _shown, transitions = ledger.update(1, None, "v2")
     # The stop tells the dispatch as it is now.
     assert _kinds(transitions) == [("stopped", 1, "v2")]
@@ -31,7 +31,7 @@ def test_a_new_run_starts_and_a_missing_one_stops() -> None:
 
 def test_an_overlapping_or_touching_run_is_the_same_run() -> None:
     ledger: RunLedger[str] = RunLedger()
-    ledger.update(1, Run(T, T + H), "v1")
+    ledger.update(1, Run(T, T + H), "v1", 5)
     first_id = ledger.told[1].run_id
     # Asked later, a chain of windows may be found to start later or end later.
     shown, transitions = ledger.update(1, Run(T + H / 2, T + 3 * H), "v1")
@@ -66,11 +66,11 @@ def test_while_holding_nothing_counts_as_told_until_released() -> None:
     ledger.update(2, Run(T, T + H), "v1")
     ledger.update(2, None, "v1")  # started and stopped while held
     assert ledger.told == {}
-    assert not ledger.dirty
+    assert not ledger.changed
     assert ledger.current(1) is not None
     ledger.release()
     assert list(ledger.told) == [1]
-    assert ledger.dirty
+    assert ledger.changed == {1}
 
 
 def test_a_held_stop_keeps_the_run_told() -> None:
@@ -94,7 +94,12 @@ def test_sync_stops_what_is_not_running_removal_stops_everything() -> None:
     assert ledger.sync({}) == []
 
 
-def test_the_run_id_is_the_dispatch_and_the_start_first_told() -> None:
+def test_the_run_id_is_the_dispatch_the_start_and_the_version_first_told() -> None:
     ledger: RunLedger[str] = RunLedger()
-    ledger.update(7, Run(T, T + H), "a")
-    assert ledger.told[7].run_id == f"7@{T.isoformat()}"
+    ledger.update(7, Run(T, T + H), "a", 12)
+    ledger.update(7, Run(T, T + 2 * H), "b", 13)  # updated while it runs
+    assert ledger.told[7].run_id == f"7@{T.isoformat()}#12"
+    # Deactivated and activated again within the window: a new run, a new id.
+    ledger.update(7, None, "c", 14)
+    ledger.update(7, Run(T, T + 2 * H), "d", 15)
+    assert ledger.told[7].run_id == f"7@{T.isoformat()}#15"

@@ -7,6 +7,7 @@ restarts, HA's stop, removal, and the upgrade from the previous version.
 from __future__ import annotations
 
 import asyncio
+import copy
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,18 +18,22 @@ from homeassistant.const import (
     EVENT_HOMEASSISTANT_FINAL_WRITE,
     EVENT_HOMEASSISTANT_STOP,
 )
-from homeassistant.core import HomeAssistant
+from homeassistant.core import CoreState, HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.storage import Store
 import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
+from custom_components.frequenz_dispatch.storage import SAVE_DELAY
 from dispatch_sim.server import DispatchSimulator
 
 from .common import (
+    MICROGRID_ID,
     EventRecorder,
     create_dispatch,
     go_to,
+    settle,
     setup_and_follow,
     setup_entry,
     wait_for,
@@ -158,9 +163,8 @@ async def test_started_and_stopped_carry_one_run_id_across_a_restart(
     await go_to(hass, freezer, t0 + 9 * MINUTE)
     assert recorder.kinds(running) == ["started", "stopped"]
     started, stopped = recorder.of("started")[0], recorder.of("stopped")[0]
-    assert (
-        started["run_id"] == stopped["run_id"] == f"{running}@{started['window_start']}"
-    )
+    assert started["run_id"] == stopped["run_id"]
+    assert started["run_id"].startswith(f"{running}@{started['window_start']}#")
 
 
 async def test_an_upgraded_install_repeats_no_start(
@@ -277,3 +281,114 @@ async def test_a_second_stop_waits_for_the_first(
     assert first.done()
     assert f"{DOMAIN}.{entry.entry_id}" in hass_storage
     assert recorder.kinds() == []
+
+
+async def _crash_and_restart(
+    hass: HomeAssistant, entry_id: str, hass_storage: dict[str, Any]
+) -> None:
+    """A crash: the entry comes back from what is on disk right now."""
+    on_disk = {
+        key: copy.deepcopy(value)
+        for key, value in hass_storage.items()
+        if key.startswith(f"{DOMAIN}.")
+    }
+    assert await hass.config_entries.async_unload(entry_id)  # (its writes are lost)
+    await hass.async_block_till_done()
+    for key in [key for key in hass_storage if key.startswith(f"{DOMAIN}.")]:
+        del hass_storage[key]
+    hass_storage.update(on_disk)
+    assert await hass.config_entries.async_setup(entry_id)
+    await hass.async_block_till_done()
+
+
+@pytest.mark.parametrize("change", ["delete", "deactivate"])
+@pytest.mark.parametrize("api_up", [True, False])
+async def test_a_crash_right_after_a_change_stopped_a_run_repeats_nothing(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    t0: datetime,
+    change: str,
+    api_up: bool,
+) -> None:
+    """Stopped by a deletion or deactivation, then killed before the cache's save.
+
+    The dispatch cache still holds the running version; the run must not be
+    started again from it, with the API up or down.
+    """
+    running = create_dispatch(
+        dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE
+    )
+    coordinator, recorder = await setup_and_follow(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await go_to(hass, freezer, t0 + timedelta(seconds=SAVE_DELAY + 1))  # cache saved
+    if change == "delete":
+        dispatch_server.delete(MICROGRID_ID, running)
+    else:
+        dispatch_server.update(MICROGRID_ID, running, active=False)
+    await wait_for(hass, lambda: "stopped" in recorder.kinds(running), "stopped")
+    await hass.async_block_till_done()
+    told_before = recorder.kinds(running)
+    if not api_up:
+        await dispatch_server.stop()
+    await _crash_and_restart(hass, entry_id, hass_storage)
+    await settle(hass, 0.3)
+    assert recorder.kinds(running) == told_before
+    if not api_up:
+        # Nothing runs: the sensors stay off during the outage.
+        assert hass.states.get("sensor.microgrid_42_running_dispatches").state == "0"  # type: ignore[union-attr]
+
+
+async def test_a_write_queued_when_ha_stops_still_lands(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    t0: datetime,
+) -> None:
+    """HA cancels background tasks as it stops: the told runs must still land."""
+    first = create_dispatch(
+        dispatch_server, start_time=t0 + MINUTE, duration=10 * MINUTE
+    )
+    second = create_dispatch(
+        dispatch_server, start_time=t0 + 2 * MINUTE, duration=10 * MINUTE
+    )
+    coordinator, recorder = await setup_and_follow(hass, entry_data, dispatch_server)
+    key = f"{DOMAIN}.{coordinator.config_entry.entry_id}.runs"
+    gate = asyncio.Event()
+    original = Store._async_write_data
+
+    async def slow_write(store: Store[Any], data: Any) -> None:
+        if store.key == key:
+            await gate.wait()  # a slow disk
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "_async_write_data", slow_write)
+    for when in (t0 + MINUTE, t0 + 2 * MINUTE):  # a write in flight, one queued
+        freezer.move_to(when)
+        async_fire_time_changed(hass, when)
+        for _ in range(20):
+            await asyncio.sleep(0)
+    assert recorder.kinds() == ["started", "started"]
+    # HA's stop sequence: background tasks cancelled, `stopping`, then its
+    # final write.
+    for task in list(hass._background_tasks):
+        task.cancel("Home Assistant is stopping")
+    await asyncio.sleep(0)
+    hass.set_state(CoreState.stopping)
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
+    for _ in range(20):
+        await asyncio.sleep(0)
+    gate.set()
+    await hass.async_block_till_done()
+    hass.set_state(CoreState.final_write)
+    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+    await hass.async_block_till_done()
+    hass.set_state(CoreState.running)
+    assert sorted(hass_storage[key]["data"]["runs"]) == sorted(
+        [str(first), str(second)]
+    )

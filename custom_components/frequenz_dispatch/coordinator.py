@@ -61,7 +61,7 @@ from .event_data import dispatch_data, run_data, unknown_dispatch_data
 from .ledger import RunLedger, Transition
 from .migration import duplicate_issue_id
 from .reporter import EventReporter
-from .run_store import RunStore, Told, told_from_runs
+from .run_store import RunStore, StoredRuns, told_from_runs
 from .schedule import Run
 from .storage import EntryStore, Snapshot
 from .stream import StreamFollower, outage_issue_id
@@ -162,6 +162,12 @@ class FrequenzDispatchCoordinator:
         self.run_store = RunStore(hass, entry_id)
         self.ledger: Ledger = RunLedger(holding=True)
         """The runs told (replaced by the stored ones in `async_setup`)."""
+        self._gone: dict[int, ValidDispatch | None] = {}
+        """Versions that ended a told run by a change, until the cache has them."""
+        self._gone_saving: dict[int, ValidDispatch | None] = {}
+        self._gone_changed = False
+        self._cache_dirty = False
+        self.store.on_written = self._cache_written
         self._loaded = False
         # What changed since the last flush.
         self._dirty_ids: set[int] = set()
@@ -309,14 +315,16 @@ class FrequenzDispatchCoordinator:
         )
         self.device_id = device.id
         snapshot = await self.store.async_load()
-        told = await self.run_store.async_load()
-        if told is None and snapshot is not None and snapshot.runs:
+        stored = await self.run_store.async_load()
+        if stored is None and snapshot is not None and snapshot.runs:
             # Saved by an older version, with the cache: move them over now.
-            told = told_from_runs(snapshot.runs, snapshot.dispatches)
-            self.run_store.save({run.dispatch_id: run for run in told})
-        self.ledger = RunLedger(told or (), holding=True)
-        if snapshot is not None or told:
-            await self._load_cache(snapshot, told or [])
+            stored = StoredRuns(told_from_runs(snapshot.runs, snapshot.dispatches))
+            told = {run.dispatch_id: run for run in stored.told}
+            self.run_store.save(told, set(told), {})
+        stored = stored or StoredRuns()
+        self.ledger = RunLedger(stored.told, holding=True)
+        if snapshot is not None or stored.told or stored.gone:
+            await self._load_cache(snapshot, stored)
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
@@ -349,29 +357,53 @@ class FrequenzDispatchCoordinator:
         self._loaded = True
         self.store.schedule_save(self._save_source)
 
-    async def _load_cache(self, snapshot: Snapshot | None, told: list[Told]) -> None:
+    async def _load_cache(self, snapshot: Snapshot | None, stored: StoredRuns) -> None:
         """Start from what was known before the last unload or restart.
 
-        The dispatches of the cache, and those of told runs (written at once,
-        so they may be newer than the cache); then the told runs whose
-        dispatch is not known at all end now, before any listing.
+        The dispatches of the cache, updated by the run store (written at
+        once, so it may be newer than the cache): the dispatches of told
+        runs, and the versions that ended a told run (deleted: dropped). Then
+        the told runs whose dispatch is not known at all end now, before any
+        listing.
         """
+        deleted = [] if snapshot is None else snapshot.deleted
         items = {} if snapshot is None else {i.id: i for i in snapshot.dispatches}
-        for run in told:
-            item = run.subject
+        newer = [run.subject for run in stored.told]
+        for dispatch_id, gone in stored.gone.items():
+            if gone is None:
+                items.pop(dispatch_id, None)
+            newer.append(gone)
+        for item in newer:
             if item is not None and (
                 item.id not in items or item.version > items[item.id].version
             ):
                 items[item.id] = item
+        # Until the cache has them, they stay in the run store.
+        self._gone = dict(stored.gone)
+        self._cache_dirty = bool(self._gone)
+        for dispatch_id in deleted:
+            items.pop(dispatch_id, None)
         await self.async_reconcile(list(items.values()), announce=False)
-        for dispatch_id in [] if snapshot is None else snapshot.deleted:
+        for dispatch_id in deleted:
             self._tombstone(dispatch_id)
         self._tell(self.ledger.sync(self._states))
         self._commit()
 
     def _save_source(self) -> tuple[list[ValidDispatch], list[int]]:
         """What to save in the cache: references only (encoded in the executor)."""
+        self._gone_saving = dict(self._gone)
         return [state.item for state in self._states.values()], list(self._deleted)
+
+    @callback
+    def _cache_written(self) -> None:
+        """The cache now holds what ended told runs: the run store may drop it."""
+        for dispatch_id, item in self._gone_saving.items():
+            if dispatch_id in self._gone and self._gone[dispatch_id] is item:
+                del self._gone[dispatch_id]
+                self._gone_changed = True
+        self._gone_saving = {}
+        if not self._stopped:
+            self._commit()
 
     @callback
     def async_start_stream(self) -> None:
@@ -416,6 +448,10 @@ class FrequenzDispatchCoordinator:
         # told after these last saves (HA writes them at its final write when
         # it is stopping).
         await self.store.async_close(self._save_source if self._loaded else None)
+        # The newest told state is handed to the store once more: while HA
+        # stops, it lands at HA's final write.
+        if self._loaded:
+            self._commit(force=True)
         await self.run_store.async_flush()
 
     async def async_shutdown(self) -> None:
@@ -437,7 +473,6 @@ class FrequenzDispatchCoordinator:
                 self._apply(update.item.id, None, now, EVENT_DELETED)
         elif update.event in (Event.CREATED, Event.UPDATED):
             self._accept(update.item, now, announce=True)
-        self._commit()
         self.timeline.arm()
         if self._flush_handle is None:
             self._flush_handle = self.hass.loop.call_soon(self._flush)
@@ -482,6 +517,7 @@ class FrequenzDispatchCoordinator:
         # An id the listing no longer has is gone for good: forget its tombstone.
         for dispatch_id in [i for i in self._deleted if i not in listed]:
             del self._deleted[dispatch_id]
+            self._cache_dirty = True
         self.timeline.arm()
         self._flush()
         self._report_unlistable(sorted(unlistable), self.api.unlisted)
@@ -562,6 +598,7 @@ class FrequenzDispatchCoordinator:
 
     @callback
     def _tombstone(self, dispatch_id: int) -> None:
+        self._cache_dirty = True
         self._deleted.pop(dispatch_id, None)
         self._deleted[dispatch_id] = None
         if len(self._deleted) > MAX_TOMBSTONES:
@@ -599,7 +636,16 @@ class FrequenzDispatchCoordinator:
         subject = new if new is not None or old is None else old.item
         # The ledger decides what is told; `run` becomes the run as told (a
         # run going on keeps the start first told).
-        run, transitions = self.ledger.update(dispatch_id, run, subject)
+        run, transitions = self.ledger.update(
+            dispatch_id, run, subject, 0 if subject is None else subject.version
+        )
+        if old is None or new is not old.item:
+            self._cache_dirty = True  # a new version or a removal, not a run
+        if transitions and old is not None and new is not old.item:
+            # A change ended (or restarted) a told run: keep the version that
+            # did it beside the ledger until the cache has it.
+            self._gone[dispatch_id] = new
+            self._gone_changed = True
         if lifecycle in (EVENT_CREATED, EVENT_UPDATED) and new is not None:
             self._fire(lifecycle, new, run, window=lifecycle == EVENT_UPDATED)
         self._tell(transitions)
@@ -642,11 +688,13 @@ class FrequenzDispatchCoordinator:
             )
 
     @callback
-    def _commit(self) -> None:
+    def _commit(self, *, force: bool = False) -> None:
         """Write the told runs at once if they changed (after their events)."""
-        if self.ledger.dirty:
-            self.ledger.dirty = False
-            self.run_store.save(self.ledger.told)
+        changed = self.ledger.changed
+        if changed or self._gone_changed or force:
+            self.run_store.save(self.ledger.told, changed, self._gone)
+            self.ledger.changed = set()
+            self._gone_changed = False
 
     @callback
     def _index(
@@ -801,8 +849,9 @@ class FrequenzDispatchCoordinator:
         if self._runs_changed:
             self._runs_changed = False
             async_dispatcher_send(hass, signal_runs_changed(entry_id))
-            if self._loaded and not self._stopped:
-                self.store.schedule_save(self._save_source)
+        if self._cache_dirty and self._loaded and not self._stopped:
+            self._cache_dirty = False
+            self.store.schedule_save(self._save_source)
 
 
 def transition_data(
@@ -845,14 +894,16 @@ async def async_forget_entry(
     """
     store = EntryStore(hass, entry.entry_id)
     run_store = RunStore(hass, entry.entry_id)
-    told = await run_store.async_load()
-    if told is None:
+    stored = await run_store.async_load()
+    if stored is None:
         snapshot = await store.async_load()
         told = (
             []
             if snapshot is None
             else told_from_runs(snapshot.runs, snapshot.dispatches)
         )
+    else:
+        told = stored.told
     if told:
         device = dr.async_get(hass).async_get_device(
             identifiers={(DOMAIN, entry.entry_id)}

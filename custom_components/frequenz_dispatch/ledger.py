@@ -9,9 +9,11 @@ kept here, in one HA-free class, by one rule:
     that no longer runs is `stopped`; a run that overlaps or touches the told
     one is the *same* run (its end may move, its identity does not).
 
-The identity of a run (`run_id`) is its dispatch id and the start first told,
-so it is stable however the run's start is computed later (a long chain of
-touching windows is only followed a bounded way back in time).
+The identity of a run (`run_id`) is its dispatch id, the start first told and
+the dispatch's version then, so it is stable however the run's start is
+computed later (a long chain of touching windows is only followed a bounded
+way back in time), and a run started again by a change (deactivated and
+activated within one window) gets a new one.
 
 Holding: until Home Assistant has started, automations cannot see events, so
 the coordinator's events are held and sent later. While holding, the ledger
@@ -41,11 +43,13 @@ class ToldRun[T]:
     """The latest end known (None: it never ends)."""
     subject: T
     """What the run is of (the dispatch as last seen), for the `stopped` event."""
+    version: int
+    """The dispatch's version when the run was first told."""
 
     @property
     def run_id(self) -> str:
-        """A stable id of this run: the dispatch id and the start first told."""
-        return run_id(self.dispatch_id, self.start)
+        """A stable id of this run: dispatch id, start and version first told."""
+        return run_id(self.dispatch_id, self.start, self.version)
 
     @property
     def run(self) -> Run:
@@ -59,9 +63,9 @@ class ToldRun[T]:
         )
 
 
-def run_id(dispatch_id: int, start: datetime) -> str:
-    """The id of the run of `dispatch_id` first told to start at `start`."""
-    return f"{dispatch_id}@{start.isoformat()}"
+def run_id(dispatch_id: int, start: datetime, version: int) -> str:
+    """The id of a run of `dispatch_id` first told at `version` to start at `start`."""
+    return f"{dispatch_id}@{start.isoformat()}#{version}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,14 +83,14 @@ class RunLedger[T]:
     from `update` or `sync`, and `told` is what must be saved after each.
     """
 
-    __slots__ = ("_told", "_view", "dirty")
+    __slots__ = ("_told", "_view", "changed")
 
     def __init__(self, told: Iterable[ToldRun[T]] = (), *, holding: bool = False):
         """Start from the runs told before (loaded from storage)."""
         self._told: dict[int, ToldRun[T]] = {run.dispatch_id: run for run in told}
         self._view: dict[int, ToldRun[T]] | None = dict(self._told) if holding else None
-        self.dirty = False
-        """Whether `told` changed since the owner last saved it (it clears this)."""
+        self.changed: set[int] = set()
+        """Ids whose told run changed since the owner last saved (it clears this)."""
 
     @property
     def holding(self) -> bool:
@@ -103,7 +107,7 @@ class RunLedger[T]:
         return self._runs.get(dispatch_id)
 
     def update(
-        self, dispatch_id: int, run: Run | None, subject: T
+        self, dispatch_id: int, run: Run | None, subject: T, version: int = 0
     ) -> tuple[Run | None, list[Transition[T]]]:
         """Compare what runs now for one dispatch with what was told.
 
@@ -111,6 +115,7 @@ class RunLedger[T]:
             dispatch_id: The dispatch.
             run: Its run now, None if it does not run.
             subject: The dispatch as it is now (or as last seen, if it is gone).
+            version: The subject's version (part of a new run's id).
 
         Returns:
             The run as it is to be shown (its start the one first told, if it
@@ -122,17 +127,19 @@ class RunLedger[T]:
         if told is not None and run is not None and told.continues_as(run):
             if told.end != run.end or told.subject is not subject:
                 runs[dispatch_id] = replace(told, end=run.end, subject=subject)
-                self._changed()
+                self._changed(dispatch_id)
             return Run(told.start, run.end), []
         transitions: list[Transition[T]] = []
         if told is not None:
             del runs[dispatch_id]
             transitions.append(Transition(False, replace(told, subject=subject)))
         if run is not None:
-            new = runs[dispatch_id] = ToldRun(dispatch_id, run.start, run.end, subject)
+            new = runs[dispatch_id] = ToldRun(
+                dispatch_id, run.start, run.end, subject, version
+            )
             transitions.append(Transition(True, new))
         if transitions:
-            self._changed()
+            self._changed(dispatch_id)
         return run, transitions
 
     def sync(self, running: Mapping[int, object]) -> list[Transition[T]]:
@@ -144,20 +151,24 @@ class RunLedger[T]:
         """
         runs = self._runs
         gone = [dispatch_id for dispatch_id in runs if dispatch_id not in running]
-        if gone:
-            self._changed()
+        for dispatch_id in gone:
+            self._changed(dispatch_id)
         return [Transition(False, runs.pop(dispatch_id)) for dispatch_id in gone]
 
     def release(self) -> None:
-        """The held events were sent: what was held is told now (`dirty` if new)."""
+        """The held events were sent: what was held is told now (`changed`)."""
         view, self._view = self._view, None
         if view is not None and view != self._told:
+            self.changed.update(
+                dispatch_id
+                for dispatch_id in view.keys() | self._told.keys()
+                if view.get(dispatch_id) is not self._told.get(dispatch_id)
+            )
             self._told = view
-            self.dirty = True
 
-    def _changed(self) -> None:
+    def _changed(self, dispatch_id: int) -> None:
         if self._view is None:
-            self.dirty = True
+            self.changed.add(dispatch_id)
 
     @property
     def _runs(self) -> dict[int, ToldRun[T]]:

@@ -183,6 +183,8 @@ class EntryStore:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
+        self.on_written: Callable[[], None] | None = None
+        """Called after each write that landed (or that HA defers to its end)."""
         self.saves = 0
         """Saves so far (work counter for tests)."""
 
@@ -240,6 +242,9 @@ class EntryStore:
         except Exception:
             # Losing a save must not break the entry (or its unload).
             LOGGER.exception("Cannot save the dispatches of %s", self._store.key)
+            return
+        if self.on_written is not None:
+            self.on_written()
 
     async def async_close(self, source: SnapshotSource | None) -> None:
         """Write the final state (if `source`), then never again."""
