@@ -10,6 +10,7 @@ import asyncio
 import copy
 from datetime import datetime, timedelta
 from typing import Any
+from unittest.mock import patch
 
 from freezegun.api import FrozenDateTimeFactory
 from frequenz.client.dispatch.recurrence import Frequency, RecurrenceRule
@@ -347,7 +348,6 @@ async def test_a_write_queued_when_ha_stops_still_lands(
     entry_data: dict[str, Any],
     hass_storage: dict[str, Any],
     freezer: FrozenDateTimeFactory,
-    monkeypatch: pytest.MonkeyPatch,
     t0: datetime,
 ) -> None:
     """HA cancels background tasks as it stops: the told runs must still land."""
@@ -367,28 +367,30 @@ async def test_a_write_queued_when_ha_stops_still_lands(
             await gate.wait()  # a slow disk
         await original(store, data)
 
-    monkeypatch.setattr(Store, "_async_write_data", slow_write)
-    for when in (t0 + MINUTE, t0 + 2 * MINUTE):  # a write in flight, one queued
-        freezer.move_to(when)
-        async_fire_time_changed(hass, when)
+    # Patched for this block only: the storage fixture's own patch of the same
+    # method must be restored after it.
+    with patch.object(Store, "_async_write_data", slow_write):
+        for when in (t0 + MINUTE, t0 + 2 * MINUTE):  # a write in flight, one queued
+            freezer.move_to(when)
+            async_fire_time_changed(hass, when)
+            for _ in range(20):
+                await asyncio.sleep(0)
+        assert recorder.kinds() == ["started", "started"]
+        # HA's stop sequence: background tasks cancelled, `stopping`, then its
+        # final write.
+        for task in list(hass._background_tasks):
+            task.cancel("Home Assistant is stopping")
+        await asyncio.sleep(0)
+        hass.set_state(CoreState.stopping)
+        hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
         for _ in range(20):
             await asyncio.sleep(0)
-    assert recorder.kinds() == ["started", "started"]
-    # HA's stop sequence: background tasks cancelled, `stopping`, then its
-    # final write.
-    for task in list(hass._background_tasks):
-        task.cancel("Home Assistant is stopping")
-    await asyncio.sleep(0)
-    hass.set_state(CoreState.stopping)
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_STOP)
-    for _ in range(20):
-        await asyncio.sleep(0)
-    gate.set()
-    await hass.async_block_till_done()
-    hass.set_state(CoreState.final_write)
-    hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
-    await hass.async_block_till_done()
-    hass.set_state(CoreState.running)
-    assert sorted(hass_storage[key]["data"]["runs"]) == sorted(
-        [str(first), str(second)]
-    )
+        gate.set()
+        await hass.async_block_till_done()
+        hass.set_state(CoreState.final_write)
+        hass.bus.async_fire(EVENT_HOMEASSISTANT_FINAL_WRITE)
+        await hass.async_block_till_done()
+        hass.set_state(CoreState.running)
+        assert sorted(hass_storage[key]["data"]["runs"]) == sorted(
+            [str(first), str(second)]
+        )
