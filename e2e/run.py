@@ -51,6 +51,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 import urllib.error
 import urllib.request
 
@@ -359,6 +360,79 @@ UI_MESSAGE = "UI device trigger"
 """The notification the editor-made automation creates: this, then the id."""
 
 
+def message_box(page: Page) -> Locator:
+    """The notification action's message field in the automation editor."""
+    return page.locator(
+        "ha-settings-row", has_text="Message body of the notification"
+    ).get_by_role("textbox")
+
+
+def fill_message(page: Page, text: str) -> None:
+    """Enter the notification's message, and check that the field shows it.
+
+    HA 2026.11 edits the field in its template editor (CodeMirror): typing
+    key by key there opens template completions and, once focus slips, HA's
+    one-key shortcuts (``e``: search, ``a``: Assist), so the text goes in as
+    one input, as a paste does. The action's form renders again while its
+    field descriptions arrive; on a slow machine text entered before that is
+    lost, so the field is checked after a pause and filled again if needed.
+    """
+    box = message_box(page)
+    for _ in range(5):
+        expect(box).to_be_editable()
+        page.wait_for_timeout(500)  # let the form settle
+        box.fill(text)
+        page.wait_for_timeout(1000)  # the editor reports changes after a pause
+        shown = box.evaluate("(e) => ('value' in e ? e.value : e.innerText)")
+        if str(shown).strip() == text:
+            return
+    raise AssertionError(f"the message field does not keep {text!r}")
+
+
+def saved_config(page: Page, automation_id: str) -> dict[str, Any]:
+    """The automation's config as Home Assistant saved it (automations.yaml)."""
+    saved = page.evaluate(
+        """async (id) => {
+            const hass = document.querySelector("home-assistant").hass;
+            return await hass.callApi("GET", `config/automation/config/${id}`);
+        }""",
+        automation_id,
+    )
+    return dict(saved)
+
+
+def saved_message(config: dict[str, Any]) -> object:
+    """The message of the config's first action (None if it has none)."""
+    actions = config.get("actions") or config.get("action") or []
+    data = actions[0].get("data", {}) if actions else {}
+    return data.get("message")
+
+
+def saved_with_message(
+    page: Page, automation_id: str, text: str, clock: Stopwatch
+) -> dict[str, Any]:
+    """Wait until the saved config holds the message; fill and save again if not.
+
+    A person who saw the field empty after saving would type it again.
+    """
+    for attempt in range(3):
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            config = saved_config(page, automation_id)
+            if saved_message(config) == text:
+                return config
+            page.wait_for_timeout(500)
+        clock.step(
+            f"the saved action has no message yet ({config.get('actions')});"
+            f" typing it again (attempt {attempt + 2})"
+        )
+        fill_message(page, text)
+        page.get_by_role("button", name="Save", exact=True).first.click()
+    raise AssertionError(
+        f"the editor saved no message: {saved_config(page, automation_id)}"
+    )
+
+
 def make_ui_automation(page: Page, base_url: str, clock: Stopwatch) -> str:
     """Build an automation from the device trigger in the automation editor.
 
@@ -389,12 +463,8 @@ def make_ui_automation(page: Page, base_url: str, clock: Stopwatch) -> str:
     page.get_by_text(
         "Shows a persistent notification on the notifications panel"
     ).click()
-    message = page.locator(
-        "ha-settings-row", has_text="Message body of the notification"
-    )
-    message.get_by_role("textbox").fill(
-        f"{UI_MESSAGE} {{{{ trigger.event.data.dispatch_id }}}}"
-    )
+    text = f"{UI_MESSAGE} {{{{ trigger.event.data.dispatch_id }}}}"
+    fill_message(page, text)
     page.get_by_role("button", name="Save", exact=True).first.click()
     field(page, "Name").fill(UI_AUTOMATION)
     page.locator("ha-dialog-automation-save").get_by_role(
@@ -402,13 +472,7 @@ def make_ui_automation(page: Page, base_url: str, clock: Stopwatch) -> str:
     ).click()
     page.wait_for_url(re.compile(r"/config/automation/edit/(?!new$)[^/]+$"))
     automation_id = page.url.rsplit("/", 1)[1]
-    saved = page.evaluate(
-        """async (id) => {
-            const hass = document.querySelector("home-assistant").hass;
-            return await hass.callApi("GET", `config/automation/config/${id}`);
-        }""",
-        automation_id,
-    )
+    saved = saved_with_message(page, automation_id, text, clock)
     trigger = saved["triggers"][0]
     expected = {
         "trigger": "device",
@@ -418,7 +482,10 @@ def make_ui_automation(page: Page, base_url: str, clock: Stopwatch) -> str:
     }
     if {k: trigger.get(k) for k in expected} != expected:
         raise AssertionError(f"the editor saved another trigger: {trigger}")
-    clock.step(f"saved {UI_AUTOMATION!r} from the editor: {trigger}")
+    clock.step(
+        f"saved {UI_AUTOMATION!r} from the editor: {trigger},"
+        f" message {saved_message(saved)!r}"
+    )
     return str(trigger["device_id"])
 
 
@@ -746,6 +813,14 @@ def main() -> int:
         help="Chromium binary (default: $CHROMIUM or /usr/bin/chromium)",
     )
     parser.add_argument("--headed", action="store_true", help="show the browser")
+    parser.add_argument(
+        "--cpu-slowdown",
+        type=float,
+        default=float(os.environ.get("E2E_CPU_SLOWDOWN", "1")),
+        metavar="N",
+        help="run the page's scripts N times slower, as on a slow machine"
+        " (Chromium's CPU throttling; default: $E2E_CPU_SLOWDOWN or 1)",
+    )
     args = parser.parse_args()
     if not Path(args.chromium).is_file():
         print(f"SKIPPED: no Chromium at {args.chromium}")
@@ -784,6 +859,10 @@ def main() -> int:
             context.set_default_timeout(30_000)
             expect.set_options(timeout=30_000)
             page = context.new_page()
+            if args.cpu_slowdown > 1:
+                cdp = context.new_cdp_session(page)
+                cdp.send("Emulation.setCPUThrottlingRate", {"rate": args.cpu_slowdown})
+                clock.step(f"page scripts run {args.cpu_slowdown:g}x slower")
             try:
                 run_steps(page, base_url, sim_url, clock)
             except Exception:

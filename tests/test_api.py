@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ from frequenz.client.dispatch.recurrence import (
     Weekday,
 )
 import grpc
+from homeassistant.core import HomeAssistant
 import pytest
 
 from custom_components.frequenz_dispatch.api import (
@@ -167,6 +168,51 @@ async def test_far_count_rules_arrive_prepared(
     finally:
         stream.cancel()
     assert not _valid(update.item).schedule.needs_preparation
+
+
+async def test_blocking_work_runs_through_the_callers_hook(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator
+) -> None:
+    """The far rule's compile step runs in HA's executor when HA opens the API."""
+    ran: list[str] = []
+
+    def run_blocking[T](target: Callable[[], T], /) -> Awaitable[T]:
+        ran.append(getattr(target, "__name__", repr(target)))
+        return hass.async_add_executor_job(target)
+
+    rule = RecurrenceRule(
+        frequency=Frequency.YEARLY,
+        interval=1,
+        bymonths=[2],
+        bymonthdays=[29],
+        byweekdays=[Weekday.MONDAY],
+        end_criteria=EndCriteria(count=100),
+    )
+    async with await DispatchApi.async_open(
+        dispatch_server.url, API_KEY, MICROGRID_ID, run_blocking=run_blocking
+    ) as api:
+        created = _valid(
+            await api.create(
+                dispatch_type="X",
+                start_time=_soon(),
+                duration=timedelta(seconds=1),
+                target=[1],
+                payload={},
+                recurrence=rule,
+            )
+        )
+        await api.list_all()
+        await api.get(created.id)
+        stream = api.open_stream()
+        try:
+            updates = aiter(stream)
+            await dispatch_server.wait_for_streams()
+            dispatch_server.update(MICROGRID_ID, created.id, payload={"w": 1})
+            await asyncio.wait_for(anext(updates), 10)
+        finally:
+            stream.cancel()
+    # create, list, get and the stream's update: each compiled through the hook.
+    assert ran == ["prepare"] * 4
 
 
 async def test_server_invalid_argument(api: DispatchApi) -> None:

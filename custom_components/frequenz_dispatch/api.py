@@ -12,7 +12,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Self, overload
+from typing import Any, Protocol, Self, overload
 
 from frequenz.api.dispatch.v1 import dispatch_pb2, dispatch_pb2_grpc
 from frequenz.client.dispatch.recurrence import RecurrenceRule
@@ -57,6 +57,7 @@ __all__ = [
     "DispatchWriteDeniedError",
     "MalformedDispatch",
     "ParsedDispatch",
+    "RunBlocking",
     "StreamUpdate",
     "Unchanged",
     "ValidDispatch",
@@ -120,15 +121,23 @@ class DispatchWriteDeniedError(DispatchApiError):
     """
 
 
-async def prepared(item: ParsedDispatch) -> ParsedDispatch:
-    """Do a schedule's rare expensive compile step in the executor.
+class RunBlocking(Protocol):
+    """Runs a blocking call off the event loop (`hass.async_add_executor_job`)."""
+
+    def __call__[T](self, target: Callable[[], T], /) -> Awaitable[T]:
+        """Run `target` in a worker thread; await its result."""
+        ...
+
+
+async def prepared(item: ParsedDispatch, run_blocking: RunBlocking) -> ParsedDispatch:
+    """Do a schedule's rare expensive compile step through `run_blocking`.
 
     Only a `count` rule with by-fields whose last occurrence lies decades from
     its start needs it (`Schedule.needs_preparation`); without it every query
     would walk that far on the event loop.
     """
     if isinstance(item, ValidDispatch) and item.schedule.needs_preparation:
-        await asyncio.get_running_loop().run_in_executor(None, item.schedule.prepare)
+        await run_blocking(item.schedule.prepare)
     return item
 
 
@@ -189,12 +198,14 @@ class DispatchApi:
         sign_secret: str | None = None,
         *,
         certificates: Certificates | None = None,
+        run_blocking: RunBlocking = asyncio.to_thread,
     ) -> None:
         """Open a (lazily connecting) channel.
 
         Raises DispatchInvalidUrlError for a bad URL and DispatchAuthError for
         a key gRPC cannot send. Certificate files the URL names are read here
         unless `certificates` are given: on the event loop use `async_open`.
+        Blocking work on received dispatches runs through `run_blocking`.
         """
         try:
             url = parse_server_url(server_url)
@@ -207,6 +218,7 @@ class DispatchApi:
         self._channel = open_channel(url, certificates, api_key, sign_secret or None)
         self._stub: Any = dispatch_pb2_grpc.MicrogridDispatchServiceStub(self._channel)
         self.microgrid_id = microgrid_id
+        self._run_blocking = run_blocking
 
     @classmethod
     async def async_open(
@@ -216,12 +228,13 @@ class DispatchApi:
         microgrid_id: int,
         sign_secret: str | None = None,
         *,
-        run_blocking: Callable[[Callable[[], Certificates]], Awaitable[Certificates]],
+        run_blocking: RunBlocking,
     ) -> Self:
         """Like the constructor, reading certificate files through `run_blocking`.
 
-        In Home Assistant pass `hass.async_add_executor_job`. (The channel
-        itself must be made on the loop: grpc.aio binds it to the running loop.)
+        In Home Assistant pass `hass.async_add_executor_job`; the API then also
+        runs its other blocking work through it. (The channel itself must be
+        made on the loop: grpc.aio binds it to the running loop.)
         """
         try:
             url = parse_server_url(server_url)
@@ -233,7 +246,12 @@ class DispatchApi:
         except InvalidServerUrl as err:
             raise DispatchInvalidUrlError(str(err)) from err
         return cls(
-            server_url, api_key, microgrid_id, sign_secret, certificates=certificates
+            server_url,
+            api_key,
+            microgrid_id,
+            sign_secret,
+            certificates=certificates,
+            run_blocking=run_blocking,
         )
 
     async def __aenter__(self) -> Self:
@@ -299,7 +317,7 @@ class DispatchApi:
         items = list(listing.items.values())
         for item in items:
             if not isinstance(item, Unchanged):
-                await prepared(item)
+                await prepared(item, self._run_blocking)
         return items
 
     def _list_request(
@@ -427,7 +445,7 @@ class DispatchApi:
             self._stub.CreateMicrogridDispatch(request, timeout=self._timeout),
             write=True,
         )
-        return await prepared(parse_dispatch(response.dispatch))
+        return await prepared(parse_dispatch(response.dispatch), self._run_blocking)
 
     async def update(
         self, dispatch_id: int, changes: Mapping[str, Any]
@@ -448,7 +466,7 @@ class DispatchApi:
             self._stub.UpdateMicrogridDispatch(request, timeout=self._timeout),
             write=True,
         )
-        return await prepared(parse_dispatch(response.dispatch))
+        return await prepared(parse_dispatch(response.dispatch), self._run_blocking)
 
     async def delete(self, dispatch_id: int) -> None:
         """Delete a dispatch (DispatchNotFoundError if it does not exist)."""
@@ -469,7 +487,7 @@ class DispatchApi:
             self._stub.GetMicrogridDispatch(request, timeout=self._timeout),
             write=False,
         )
-        return await prepared(parse_dispatch(response.dispatch))
+        return await prepared(parse_dispatch(response.dispatch), self._run_blocking)
 
     def open_stream(self) -> "DispatchStream":
         """Open the change stream now; iterate it to receive the changes.
@@ -481,7 +499,8 @@ class DispatchApi:
             microgrid_id=self.microgrid_id
         )
         return DispatchStream(
-            self._stub.StreamMicrogridDispatches(request, timeout=STREAM_TIMEOUT_S)
+            self._stub.StreamMicrogridDispatches(request, timeout=STREAM_TIMEOUT_S),
+            self._run_blocking,
         )
 
 
@@ -493,9 +512,10 @@ class DispatchStream:
     `cancel()` it when done (also when it was never iterated).
     """
 
-    def __init__(self, call: Any) -> None:
+    def __init__(self, call: Any, run_blocking: RunBlocking) -> None:
         """Wrap a started grpc.aio stream call."""
         self._call = call
+        self._run_blocking = run_blocking
 
     def cancel(self) -> None:
         """End the call (no-op once it has finished)."""
@@ -509,7 +529,9 @@ class DispatchStream:
                     event = Event(response.event)
                 except ValueError:
                     continue  # an event kind newer than this client; nothing to do
-                item = await prepared(parse_dispatch(response.dispatch))
+                item = await prepared(
+                    parse_dispatch(response.dispatch), self._run_blocking
+                )
                 yield StreamUpdate(event, item)
         except grpc.aio.AioRpcError as err:
             if err.code() in _CLEAN_END_CODES:
