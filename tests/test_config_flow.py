@@ -177,10 +177,10 @@ async def test_user_creates_entry_that_loads(
     assert type(result["data"]["microgrid_id"]) is int
     entry = _only_entry(hass)
     assert entry.unique_id == str(MICROGRID_ID)
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
     assert entry.state is ConfigEntryState.LOADED
     unique_ids = {unique_id for _, unique_id in _entities(hass, entry)}
-    prefix = entry.entry_id
+    prefix = MICROGRID_ID
     assert unique_ids == {
         f"{prefix}_api_connection",
         f"{prefix}_calendar",
@@ -188,7 +188,7 @@ async def test_user_creates_entry_that_loads(
         f"{prefix}_next_start",
         f"{prefix}_running_dispatches",
         f"{prefix}_dispatch_{dispatch_id}",
-        f"{prefix}_type_battery_charge",
+        f"{prefix}_type_BATTERY_CHARGE",
     }
     for entity_id, _ in _entities(hass, entry):
         assert hass.states.get(entity_id) is not None, entity_id
@@ -835,7 +835,7 @@ async def test_migration_sets_the_microgrid_id_as_unique_id(
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.unique_id == str(MICROGRID_ID)
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
 
 
 async def test_migration_of_two_entries_for_one_microgrid(

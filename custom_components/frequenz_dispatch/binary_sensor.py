@@ -11,7 +11,6 @@ Two rules decide which exist:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 
 from homeassistant.components.binary_sensor import (  # type: ignore[attr-defined,unused-ignore]
@@ -23,9 +22,15 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.util import slugify
 
-from .const import DOMAIN, signal_connection, signal_dispatch, signal_type
+from .const import (
+    DOMAIN,
+    entity_unique_id,
+    signal_connection,
+    signal_dispatch,
+    signal_type,
+    type_sensor_key,
+)
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
@@ -44,7 +49,8 @@ async def async_setup_entry(
     """Add the sensors now; follow the coordinator's entity changes."""
     coordinator = entry.runtime_data
     registry = er.async_get(hass)
-    dispatch_prefix = f"{entry.entry_id}_dispatch_"
+    dispatch_prefix = entity_unique_id(coordinator.microgrid_id, "dispatch_")
+    type_prefix = entity_unique_id(coordinator.microgrid_id, type_sensor_key(""))
     sensors: dict[int, DispatchRunningSensor] = {}
     """The sensor of every dispatch that has one, or is being added."""
 
@@ -82,7 +88,7 @@ async def async_setup_entry(
 
     current, types = coordinator.async_set_entity_listener(_changed)
     wanted = set(current)
-    type_keys = {_type_key(dispatch_type) for dispatch_type in types}
+    known_types = set(types)
     # The registry is the reference: sensors of dispatches that ended or went
     # while the entry was not loaded leave it; type sensors come back.
     for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
@@ -92,13 +98,12 @@ async def async_setup_entry(
             suffix = reg_entry.unique_id.removeprefix(dispatch_prefix)
             if not suffix.isdigit() or int(suffix) not in wanted:
                 registry.async_remove(reg_entry.entity_id)
-        elif (
-            (known := _stored_type(reg_entry)) is not None
-            and reg_entry.unique_id == f"{entry.entry_id}_{_type_key(known)}"
-            and _type_key(known) not in type_keys
-        ):
-            type_keys.add(_type_key(known))
-            types.append(known)
+        elif reg_entry.unique_id.startswith(type_prefix):
+            # The unique id holds the exact type (const.type_sensor_key).
+            known = reg_entry.unique_id.removeprefix(type_prefix)
+            if known and known not in known_types:
+                known_types.add(known)
+                types.append(known)
     coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
     add_in_batches([DispatchTypeSensor(coordinator, t) for t in sorted(types)])
@@ -119,26 +124,6 @@ def _is_current(coordinator: FrequenzDispatchCoordinator, dispatch_id: int) -> b
     """Whether the dispatch runs or has a run to come (it has a sensor then)."""
     state = coordinator.state_of(dispatch_id)
     return state is not None and state.current
-
-
-def _stored_type(reg_entry: er.RegistryEntry) -> str | None:
-    """The exact type a type sensor showed (kept in its registry options)."""
-    value = dict(reg_entry.options.get(DOMAIN) or {}).get("type")
-    return value if isinstance(value, str) else None
-
-
-def _type_key(dispatch_type: str) -> str:
-    """A unique-id part per type, different for types with the same slug.
-
-    Types are free text: "BATTERY_CHARGE" and "battery charge" share a slug.
-    The usual upper-case form keeps the plain slug; any other form gets a
-    short hash of the exact type.
-    """
-    slug = slugify(dispatch_type)
-    if dispatch_type == slug.upper():
-        return f"type_{slug}"
-    digest = hashlib.sha256(dispatch_type.encode()).hexdigest()[:8]
-    return f"type_{slug}_{digest}"
 
 
 class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
@@ -234,7 +219,7 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
         self, coordinator: FrequenzDispatchCoordinator, dispatch_type: str
     ) -> None:
         """Follow every dispatch of this type."""
-        super().__init__(coordinator, _type_key(dispatch_type))
+        super().__init__(coordinator, type_sensor_key(dispatch_type))
         self.dispatch_type = dispatch_type
         self._signal = signal_type(coordinator.config_entry.entry_id, dispatch_type)
         # "Battery charge running": the readable type, in HA's language.
@@ -246,17 +231,6 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
     def suggested_object_id(self) -> str:
         """The entity ID is built from the raw type, whatever the language."""
         return f"{self.dispatch_type} running"
-
-    async def async_added_to_hass(self) -> None:
-        """Remember the exact type in the registry, so the sensor can come back."""
-        await super().async_added_to_hass()
-        if (
-            self.registry_entry is not None
-            and _stored_type(self.registry_entry) != self.dispatch_type
-        ):
-            er.async_get(self.hass).async_update_entity_options(
-                self.entity_id, DOMAIN, {"type": self.dispatch_type}
-            )
 
     @property
     def is_on(self) -> bool:

@@ -42,6 +42,7 @@ from .const import (
     LOGGER,
 )
 from .data import FrequenzDispatchConfigEntry
+from .migration import MINOR_VERSION
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 _URL = TextSelector(TextSelectorConfig(type=TextSelectorType.URL))
@@ -155,8 +156,8 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up one config entry per microgrid."""
 
     VERSION = 1
-    MINOR_VERSION = 2
-    """1.2: the unique ID is the microgrid ID (1.1: "<url>#<microgrid id>")."""
+    MINOR_VERSION = MINOR_VERSION
+    """1.3: entry, entities and device identified by the microgrid (migration.py)."""
 
     _detail = ""
 
