@@ -34,7 +34,7 @@ from .const import (
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
-from .names import entity_name, type_name
+from .names import type_name
 
 PARALLEL_UPDATES = 0
 BATCH = 100
@@ -142,26 +142,19 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         self._signal = signal_dispatch(coordinator.config_entry.entry_id, dispatch_id)
         state = coordinator.state_of(dispatch_id)
         self._type = "" if state is None else state.item.dispatch.type
-        # Named here, not by HA from the translation key: HA formats a
-        # translated name once, and a type change must rename the sensor.
-        self._attr_name = self._name_of(self._type)
+        self._attr_translation_placeholders = self._placeholders(self._type)
 
     @property
     def suggested_object_id(self) -> str:
         """The entity ID is built from the raw type, whatever the language."""
         return f"dispatch {self.dispatch_id} {self._type}"
 
-    def _name_of(self, dispatch_type: str) -> str:
-        """The sensor's name in HA's language: "Battery charge (dispatch 6)"."""
-        hass = self.coordinator.hass
-        return entity_name(
-            hass,
-            "binary_sensor",
-            "dispatch",
-            "{type} (dispatch {dispatch_id})",
-            dispatch_id=str(self.dispatch_id),
-            type=type_name(hass, dispatch_type),
-        )
+    def _placeholders(self, dispatch_type: str) -> dict[str, str]:
+        """Of the translated name: "{type} (dispatch {dispatch_id})"."""
+        return {
+            "dispatch_id": str(self.dispatch_id),
+            "type": type_name(self.coordinator.hass, dispatch_type),
+        }
 
     async def async_added_to_hass(self) -> None:
         """Follow the dispatch; leave at once if it went while being added."""
@@ -185,17 +178,21 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         if renamed:
             assert state is not None
             self._type = state.item.dispatch.type
-            self._attr_name = self._name_of(self._type)
+            self._attr_translation_placeholders = self._placeholders(self._type)
+            # HA keeps the name it formatted from the translation (a cached
+            # property); drop it so the new placeholders are used.
+            self.__dict__.pop("name", None)
         super()._handle_change()
         if (
             renamed
             and (entry := self.registry_entry) is not None
-            and entry.original_name != self._attr_name
+            and isinstance(name := self.name, str)
+            and entry.original_name != name
         ):
             # HA 2026.x updates the registry's name as it writes the state;
             # older versions keep the name the entity was added with.
             er.async_get(self.hass).async_update_entity(
-                self.entity_id, original_name=self._attr_name
+                self.entity_id, original_name=name
             )
 
     @property
