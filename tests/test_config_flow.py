@@ -28,6 +28,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.frequenz_dispatch.channel import MAX_KEY_LENGTH
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
@@ -270,6 +271,8 @@ async def test_user_blank_secret_is_not_stored(
         ({"api_key": UNSENDABLE_KEY}, {"api_key": "invalid_key_characters"}),
         ({"api_key": "ab\ncd"}, {"api_key": "invalid_key_characters"}),
         ({"api_key": "ab\x00cd"}, {"api_key": "invalid_key_characters"}),
+        # Longer than gRPC's metadata limit: the server could not read it.
+        ({"api_key": "k" * 20_000}, {"api_key": "key_too_long"}),
         ({"sign_secret": "s\nt"}, {"sign_secret": "invalid_key_characters"}),
         ({"server_url": "http://nope"}, {"server_url": "invalid_url"}),
         ({"server_url": "grpc://"}, {"server_url": "invalid_url"}),
@@ -294,6 +297,33 @@ async def test_user_error_then_recover(
     result = await _configure(hass, result, entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+async def test_a_key_at_the_length_limit_is_carried(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    """The longest key accepted reaches the server, and the entry lists with it."""
+    key = "k" * MAX_KEY_LENGTH
+    dispatch_server.api_key = key
+    dispatch_id = dispatch_server.create(
+        MICROGRID_ID,
+        type="BATTERY_CHARGE",
+        start_time=dt_util.utcnow() + timedelta(days=1),
+        duration=None,
+        target=[1],
+    )
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "api_key": key})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = _only_entry(hass)
+    assert entry.state is ConfigEntryState.LOADED
+    assert list(entry.runtime_data.dispatches()) == [dispatch_id]
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass, result, {**entry_data, "api_key": key + "k", "microgrid_id": 43}
+    )
+    assert result["errors"] == {"api_key": "key_too_long"}
+    assert result["description_placeholders"]["error_detail"] == str(MAX_KEY_LENGTH)
 
 
 async def test_user_cannot_connect_then_recover(

@@ -31,7 +31,7 @@ from .api import (
     DispatchConnectionError,
     DispatchInvalidUrlError,
 )
-from .channel import InvalidServerUrl, parse_server_url, sendable
+from .channel import MAX_KEY_LENGTH, InvalidServerUrl, parse_server_url, sendable
 from .const import (
     CONF_API_KEY,
     CONF_DRY_RUN_COUNTS,
@@ -99,6 +99,8 @@ def _microgrid_id(value: Any) -> int:
 def _secret_text(field: str, value: Any) -> str:
     """A key or secret as entered, without surrounding blanks."""
     text = str(value or "").strip()
+    if len(text) > MAX_KEY_LENGTH:
+        raise _FormError(field, "key_too_long", str(MAX_KEY_LENGTH))
     if not sendable(text):
         raise _FormError(field, "invalid_key_characters")
     return text
