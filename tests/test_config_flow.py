@@ -9,6 +9,7 @@ from pathlib import Path
 import threading
 from typing import Any
 
+import grpc
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     SOURCE_USER,
@@ -917,3 +918,60 @@ async def test_migration_of_two_entries_for_one_microgrid(
     assert hass.config_entries.async_entries(DOMAIN) == [kept]
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
     assert kept.state is ConfigEntryState.LOADED
+
+
+# -- every refusal of the user step, then recovery ------------------------------
+
+
+async def test_user_unknown_error_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer the flow does not expect shows "unknown"; a retry finishes."""
+    dispatch_server.fail_next(grpc.StatusCode.INVALID_ARGUMENT, rpcs=("list",))
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while checking the Dispatch API" in caplog.text
+    assert API_KEY not in caplog.text
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+@pytest.mark.parametrize("microgrid_id", [1.5, 2.0**64])
+async def test_user_invalid_microgrid_id_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    microgrid_id: Any,
+) -> None:
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass, result, {**entry_data, "microgrid_id": microgrid_id}
+    )
+    assert result["errors"] == {"microgrid_id": "invalid_microgrid_id"}
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_user_unreadable_certificate_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A certificate file that cannot be read: the URL field says why."""
+    missing = tmp_path / "missing.pem"
+    url = (
+        f"grpc://127.0.0.1:{dispatch_server.port}?ssl_root_certificates_path={missing}"
+    )
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["errors"] == {"server_url": "invalid_url"}
+    assert str(missing) in result["description_placeholders"]["error_detail"]
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY

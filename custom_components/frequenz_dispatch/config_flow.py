@@ -81,14 +81,18 @@ class _FormError(Exception):
 
 
 def _microgrid_id(value: Any) -> int:
-    """A whole number within 1..2^64-1 (never rounded), else a form error."""
-    if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+    """A whole number within 1..2^64-1 (never rounded), else a form error.
+
+    The form's number selector sends a float (or an int).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (
+            isinstance(value, float)
+            and not (math.isfinite(value) and value.is_integer())
+        )
+    ):
         raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
     number = int(value)
     if not 1 <= number <= _MAX_MICROGRID_ID:
@@ -139,8 +143,7 @@ async def _check_connection(
         )
     except DispatchInvalidUrlError as err:
         raise _FormError(CONF_SERVER_URL, "invalid_url", str(err)) from None
-    except DispatchAuthError:
-        raise _FormError(CONF_API_KEY, "invalid_key_characters") from None
+    # A key gRPC cannot send (DispatchAuthError here) was refused by _clean.
     try:
         async with api:
             await api.check_access()
@@ -262,7 +265,9 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                given = user_input.get(CONF_MICROGRID_ID, microgrid_id)
+                given = user_input.get(
+                    CONF_MICROGRID_ID, int(entry.data[CONF_MICROGRID_ID])
+                )
                 await self.async_set_unique_id(str(_microgrid_id(given)))
                 self._abort_if_unique_id_mismatch(reason="wrong_microgrid")
                 data = await self._validate(
