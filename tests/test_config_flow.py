@@ -324,7 +324,9 @@ async def test_a_key_at_the_length_limit_is_carried(
         hass, result, {**entry_data, "api_key": key + "k", "microgrid_id": 43}
     )
     assert result["errors"] == {"api_key": "key_too_long"}
-    assert result["description_placeholders"]["error_detail"] == str(MAX_KEY_LENGTH)
+    assert (result["description_placeholders"] or {})["error_detail"] == str(
+        MAX_KEY_LENGTH
+    )
 
 
 async def test_user_cannot_connect_then_recover(
@@ -972,6 +974,6 @@ async def test_user_unreadable_certificate_then_recover(
     result = await _user_flow(hass)
     result = await _configure(hass, result, {**entry_data, "server_url": url})
     assert result["errors"] == {"server_url": "invalid_url"}
-    assert str(missing) in result["description_placeholders"]["error_detail"]
+    assert str(missing) in (result["description_placeholders"] or {})["error_detail"]
     result = await _configure(hass, result, entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
