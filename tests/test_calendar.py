@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from freezegun.api import FrozenDateTimeFactory
+from frequenz.api.dispatch.v1 import dispatch_pb2
 from frequenz.client.dispatch.recurrence import EndCriteria, Frequency, RecurrenceRule
 from homeassistant.components.calendar import CalendarEntity
 from homeassistant.core import Event, HomeAssistant, callback
@@ -23,7 +24,7 @@ from custom_components.frequenz_dispatch.schedule import Schedule
 from dispatch_sim.server import DispatchSimulator
 
 from .common import StateWrites, create_dispatch, go_to, setup_and_follow, wait_for
-from .conftest import DOMAIN
+from .conftest import DOMAIN, MICROGRID_ID
 
 CALENDAR = "calendar.microgrid_42_dispatches"
 
@@ -480,3 +481,91 @@ async def test_state_is_written_only_when_its_event_changes(
     assert state is not None
     assert state.attributes["message"] == "EV charging limit"
     assert writes.entity_ids.count(CALENDAR) == 1
+
+
+async def test_a_range_in_the_past_shows_what_ran_then(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Inactive and ended dispatches are skipped cheaply; a far one is shown."""
+    day = timedelta(days=1)
+    create_dispatch(  # inactive: no runs at all
+        dispatch_server, start_time=t0 - 2 * day, duration=None, active=False
+    )
+    open_ended = create_dispatch(
+        dispatch_server,
+        type="FCR",
+        start_time=t0 - 2 * day,
+        duration=None,
+        payload={"levels": [1.0, 2.5], "nested": {"on": True}},
+    )
+    create_dispatch(  # daily, ended three days ago
+        dispatch_server,
+        start_time=t0 - 6 * day,
+        duration=timedelta(hours=1),
+        recurrence=RecurrenceRule(
+            frequency=Frequency.DAILY,
+            interval=1,
+            end_criteria=EndCriteria(until=t0 - 3 * day),
+        ),
+    )
+    create_dispatch(  # daily, endless
+        dispatch_server,
+        type="PV_CURTAILMENT",
+        start_time=t0 - 2 * day + timedelta(hours=1),
+        duration=timedelta(hours=1),
+        recurrence=RecurrenceRule(frequency=Frequency.DAILY, interval=1),
+    )
+    create_dispatch(  # a one-shot that ended yesterday (no entity any more)
+        dispatch_server,
+        start_time=t0 - 2 * day + timedelta(hours=3),
+        duration=timedelta(hours=1),
+    )
+    create_dispatch(  # open-ended, from tomorrow
+        dispatch_server, start_time=t0 + day, duration=None
+    )
+    create_dispatch(  # its end criterion plus its duration is past year 9999
+        dispatch_server,
+        start_time=t0 + day,
+        duration=timedelta(days=2),
+        recurrence=RecurrenceRule(
+            frequency=Frequency.DAILY,
+            interval=1,
+            end_criteria=EndCriteria(until=datetime(9999, 12, 31, tzinfo=UTC)),
+        ),
+    )
+    # Poison: a run 30 minutes ago, the next one past what a datetime holds.
+    message = dispatch_pb2.Dispatch()
+    message.CopyFrom(dispatch_server.raw_dispatches(MICROGRID_ID)[0])
+    message.metadata.dispatch_id = 0  # a new one
+    message.metadata.ClearField("update_time")
+    message.metadata.ClearField("create_time")
+    message.data.type = "POISON"
+    message.data.is_active = True
+    message.data.duration = 600
+    message.data.start_time.FromDatetime(
+        (t0 - timedelta(minutes=30)).replace(tzinfo=None)
+    )
+    message.data.recurrence.freq = dispatch_pb2.RecurrenceRule.FREQUENCY_MINUTELY
+    message.data.recurrence.interval = 2**32 - 1  # the simulator would refuse it
+    poison = dispatch_server.insert_raw(MICROGRID_ID, message)
+    coordinator, _ = await setup_and_follow(hass, entry_data, dispatch_server)
+    assert poison in coordinator.dispatches()
+    events = await _events(hass, t0 - 2 * day, t0)
+    assert [e["summary"] for e in events] == [
+        "FCR",
+        "PV curtailment",
+        "Battery charge",
+        "PV curtailment",
+        "Poison",
+    ]
+    assert (
+        f"dispatch_id: {open_ended}" in events[0]["description"]
+        or str(open_ended) in events[0]["description"]
+    )
+    # Whole numbers of the payload read without ".0", in lists too.
+    assert "[1, 2.5]" in events[0]["description"]
+    assert "left out of the calendar" not in caplog.text

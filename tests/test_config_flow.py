@@ -9,6 +9,7 @@ from pathlib import Path
 import threading
 from typing import Any
 
+import grpc
 from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     SOURCE_USER,
@@ -28,6 +29,7 @@ from pytest_homeassistant_custom_component.common import (
 )
 from pytest_homeassistant_custom_component.typing import ClientSessionGenerator
 
+from custom_components.frequenz_dispatch.channel import MAX_KEY_LENGTH
 from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
@@ -177,10 +179,10 @@ async def test_user_creates_entry_that_loads(
     assert type(result["data"]["microgrid_id"]) is int
     entry = _only_entry(hass)
     assert entry.unique_id == str(MICROGRID_ID)
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
     assert entry.state is ConfigEntryState.LOADED
     unique_ids = {unique_id for _, unique_id in _entities(hass, entry)}
-    prefix = entry.entry_id
+    prefix = MICROGRID_ID
     assert unique_ids == {
         f"{prefix}_api_connection",
         f"{prefix}_calendar",
@@ -188,7 +190,7 @@ async def test_user_creates_entry_that_loads(
         f"{prefix}_next_start",
         f"{prefix}_running_dispatches",
         f"{prefix}_dispatch_{dispatch_id}",
-        f"{prefix}_type_battery_charge",
+        f"{prefix}_type_BATTERY_CHARGE",
     }
     for entity_id, _ in _entities(hass, entry):
         assert hass.states.get(entity_id) is not None, entity_id
@@ -270,6 +272,8 @@ async def test_user_blank_secret_is_not_stored(
         ({"api_key": UNSENDABLE_KEY}, {"api_key": "invalid_key_characters"}),
         ({"api_key": "ab\ncd"}, {"api_key": "invalid_key_characters"}),
         ({"api_key": "ab\x00cd"}, {"api_key": "invalid_key_characters"}),
+        # Longer than gRPC's metadata limit: the server could not read it.
+        ({"api_key": "k" * 20_000}, {"api_key": "key_too_long"}),
         ({"sign_secret": "s\nt"}, {"sign_secret": "invalid_key_characters"}),
         ({"server_url": "http://nope"}, {"server_url": "invalid_url"}),
         ({"server_url": "grpc://"}, {"server_url": "invalid_url"}),
@@ -294,6 +298,35 @@ async def test_user_error_then_recover(
     result = await _configure(hass, result, entry_data)
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+async def test_a_key_at_the_length_limit_is_carried(
+    hass: HomeAssistant, dispatch_server: DispatchSimulator, entry_data: dict[str, Any]
+) -> None:
+    """The longest key accepted reaches the server, and the entry lists with it."""
+    key = "k" * MAX_KEY_LENGTH
+    dispatch_server.api_key = key
+    dispatch_id = dispatch_server.create(
+        MICROGRID_ID,
+        type="BATTERY_CHARGE",
+        start_time=dt_util.utcnow() + timedelta(days=1),
+        duration=None,
+        target=[1],
+    )
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "api_key": key})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    entry = _only_entry(hass)
+    assert entry.state is ConfigEntryState.LOADED
+    assert list(entry.runtime_data.dispatches()) == [dispatch_id]
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass, result, {**entry_data, "api_key": key + "k", "microgrid_id": 43}
+    )
+    assert result["errors"] == {"api_key": "key_too_long"}
+    assert (result["description_placeholders"] or {})["error_detail"] == str(
+        MAX_KEY_LENGTH
+    )
 
 
 async def test_user_cannot_connect_then_recover(
@@ -835,7 +868,7 @@ async def test_migration_sets_the_microgrid_id_as_unique_id(
     await hass.async_block_till_done()
     assert entry.state is ConfigEntryState.LOADED
     assert entry.unique_id == str(MICROGRID_ID)
-    assert (entry.version, entry.minor_version) == (1, 2)
+    assert (entry.version, entry.minor_version) == (1, 3)
 
 
 async def test_migration_of_two_entries_for_one_microgrid(
@@ -887,3 +920,60 @@ async def test_migration_of_two_entries_for_one_microgrid(
     assert hass.config_entries.async_entries(DOMAIN) == [kept]
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
     assert kept.state is ConfigEntryState.LOADED
+
+
+# -- every refusal of the user step, then recovery ------------------------------
+
+
+async def test_user_unknown_error_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An answer the flow does not expect shows "unknown"; a retry finishes."""
+    dispatch_server.fail_next(grpc.StatusCode.INVALID_ARGUMENT, rpcs=("list",))
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {"base": "unknown"}
+    assert "Unexpected error while checking the Dispatch API" in caplog.text
+    assert API_KEY not in caplog.text
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert _only_entry(hass).state is ConfigEntryState.LOADED
+
+
+@pytest.mark.parametrize("microgrid_id", [1.5, 2.0**64])
+async def test_user_invalid_microgrid_id_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    microgrid_id: Any,
+) -> None:
+    result = await _user_flow(hass)
+    result = await _configure(
+        hass, result, {**entry_data, "microgrid_id": microgrid_id}
+    )
+    assert result["errors"] == {"microgrid_id": "invalid_microgrid_id"}
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+
+
+async def test_user_unreadable_certificate_then_recover(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """A certificate file that cannot be read: the URL field says why."""
+    missing = tmp_path / "missing.pem"
+    url = (
+        f"grpc://127.0.0.1:{dispatch_server.port}?ssl_root_certificates_path={missing}"
+    )
+    result = await _user_flow(hass)
+    result = await _configure(hass, result, {**entry_data, "server_url": url})
+    assert result["errors"] == {"server_url": "invalid_url"}
+    assert str(missing) in (result["description_placeholders"] or {})["error_detail"]
+    result = await _configure(hass, result, entry_data)
+    assert result["type"] is FlowResultType.CREATE_ENTRY

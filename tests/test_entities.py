@@ -60,7 +60,7 @@ async def _setup(
 
 def _entity_id(hass: HomeAssistant, entry: ConfigEntry, platform: str, key: str) -> str:
     entity_id = er.async_get(hass).async_get_entity_id(
-        platform, DOMAIN, f"{entry.entry_id}_{key}"
+        platform, DOMAIN, f"{entry.data['microgrid_id']}_{key}"
     )
     assert entity_id is not None, key
     return entity_id
@@ -70,7 +70,7 @@ def _registered(
     hass: HomeAssistant, entry: ConfigEntry, platform: str, key: str
 ) -> bool:
     registry = er.async_get(hass)
-    unique_id = f"{entry.entry_id}_{key}"
+    unique_id = f"{entry.data['microgrid_id']}_{key}"
     return registry.async_get_entity_id(platform, DOMAIN, unique_id) is not None
 
 
@@ -118,7 +118,7 @@ async def test_one_service_device_per_microgrid(
     entities = er.async_get(hass)
     for entry, microgrid_id in ((first, MICROGRID_ID), (second, 43)):
         [device] = dr.async_entries_for_config_entry(devices, entry.entry_id)
-        assert device.identifiers == {(DOMAIN, entry.entry_id)}
+        assert device.identifiers == {(DOMAIN, str(microgrid_id))}
         assert device.entry_type is dr.DeviceEntryType.SERVICE
         assert device.name == f"Microgrid {microgrid_id}"
         assert device.manufacturer == "Frequenz"
@@ -191,7 +191,7 @@ async def test_dispatch_sensor_lifecycle(
     await _go_to(hass, freezer, start + 5 * MINUTE)
     assert not _registered(hass, entry, "binary_sensor", key)
     assert hass.states.get(entity_id) is None
-    type_id = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    type_id = _entity_id(hass, entry, "binary_sensor", "type_BATTERY_CHARGE")
     assert _state(hass, type_id) == STATE_OFF
 
     # An update that gives it a run again brings it back, same entity ID.
@@ -274,7 +274,7 @@ async def test_gone_while_unloaded_is_removed_on_setup(
     gone = _create(dispatch_server, start_time=later, duration=None, type="GONE")
     entry = await _setup(hass, entry_data, dispatch_server)
     assert _registered(hass, entry, "binary_sensor", f"dispatch_{gone}")
-    assert _registered(hass, entry, "binary_sensor", "type_gone")
+    assert _registered(hass, entry, "binary_sensor", "type_GONE")
     assert await hass.config_entries.async_unload(entry.entry_id)
     await hass.async_block_till_done()
     dispatch_server.delete(MICROGRID_ID, gone)
@@ -282,11 +282,11 @@ async def test_gone_while_unloaded_is_removed_on_setup(
     await hass.async_block_till_done()
     assert not _registered(hass, entry, "binary_sensor", f"dispatch_{gone}")
     # A type sensor stays (off) when its last dispatch goes.
-    type_gone = _entity_id(hass, entry, "binary_sensor", "type_gone")
+    type_gone = _entity_id(hass, entry, "binary_sensor", "type_GONE")
     assert _state(hass, type_gone) == STATE_OFF
     assert _attrs(hass, type_gone)["running_dispatch_ids"] == []
     assert _registered(hass, entry, "binary_sensor", f"dispatch_{kept}")
-    assert _registered(hass, entry, "binary_sensor", "type_battery_charge")
+    assert _registered(hass, entry, "binary_sensor", "type_BATTERY_CHARGE")
     assert _registered(hass, entry, "binary_sensor", "api_connection")
 
 
@@ -314,7 +314,7 @@ async def test_type_change_renames_the_dispatch_sensor(
     assert registry_entry.original_name == f"PV limit (dispatch {dispatch_id})"
     # The entity ID stays (a user's automations keep working).
     assert entity_id.endswith(f"_dispatch_{dispatch_id}_battery_charge")
-    assert _registered(hass, entry, "binary_sensor", "type_pv_limit")
+    assert _registered(hass, entry, "binary_sensor", "type_PV_LIMIT")
 
 
 async def test_names_follow_the_language_entity_ids_the_raw_type(
@@ -330,7 +330,7 @@ async def test_names_follow_the_language_entity_ids_the_raw_type(
     dispatch_entity = _entity_id(
         hass, entry, "binary_sensor", f"dispatch_{dispatch_id}"
     )
-    type_entity = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    type_entity = _entity_id(hass, entry, "binary_sensor", "type_BATTERY_CHARGE")
     assert dispatch_entity == (
         f"binary_sensor.microgrid_42_dispatch_{dispatch_id}_battery_charge"
     )
@@ -355,7 +355,7 @@ async def test_names_follow_the_language_entity_ids_the_raw_type(
     assert registry_entry is not None
     assert registry_entry.original_name == name
     new_type_entity = _entity_id(
-        hass, entry, "binary_sensor", "type_fcr_prequalification"
+        hass, entry, "binary_sensor", "type_FCR_PREQUALIFICATION"
     )
     assert new_type_entity == (
         "binary_sensor.microgrid_42_fcr_prequalification_running"
@@ -451,7 +451,7 @@ async def test_a_start_costs_the_same_at_any_size(
     assert sorted(writes.entity_ids) == sorted(
         [
             _entity_id(hass, entry, "binary_sensor", f"dispatch_{starting}"),
-            _entity_id(hass, entry, "binary_sensor", "type_x"),
+            _entity_id(hass, entry, "binary_sensor", "type_X"),
             _entity_id(hass, entry, "sensor", "running_dispatches"),
             _entity_id(hass, entry, "sensor", "next_start"),
             _entity_id(hass, entry, "event", "dispatch_event"),
@@ -484,14 +484,14 @@ async def test_type_sensor_spans_overlapping_dispatches(
         duration=60 * MINUTE,
     )
     entry = await _setup(hass, entry_data, dispatch_server)
-    entity_id = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    entity_id = _entity_id(hass, entry, "binary_sensor", "type_BATTERY_CHARGE")
     assert entity_id == "binary_sensor.microgrid_42_battery_charge_running"
     attrs = _attrs(hass, entity_id)
     assert attrs[ATTR_DEVICE_CLASS] == BinarySensorDeviceClass.RUNNING
     assert attrs[ATTR_FRIENDLY_NAME] == "Microgrid 42 Battery charge running"
     assert _state(hass, entity_id) == STATE_OFF
     assert attrs["running_dispatch_ids"] == []
-    other_id = _entity_id(hass, entry, "binary_sensor", "type_pv_limit")
+    other_id = _entity_id(hass, entry, "binary_sensor", "type_PV_LIMIT")
     log = StateLog(hass, entity_id)
 
     expected_ids = {
@@ -537,7 +537,7 @@ async def test_type_sensor_dry_run_option(
     entry = await _setup(
         hass, entry_data, dispatch_server, {"dry_run_counts": dry_run_counts}
     )
-    type_id = _entity_id(hass, entry, "binary_sensor", "type_battery_charge")
+    type_id = _entity_id(hass, entry, "binary_sensor", "type_BATTERY_CHARGE")
     own_id = _entity_id(hass, entry, "binary_sensor", f"dispatch_{dry}")
     count_id = _entity_id(hass, entry, "sensor", "running_dispatches")
     assert _state(hass, own_id) == STATE_ON

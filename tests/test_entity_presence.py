@@ -31,7 +31,7 @@ def _dispatch_entity(
     hass: HomeAssistant, entry_id: str, dispatch_id: int
 ) -> str | None:
     return er.async_get(hass).async_get_entity_id(
-        "binary_sensor", DOMAIN, f"{entry_id}_dispatch_{dispatch_id}"
+        "binary_sensor", DOMAIN, f"{MICROGRID_ID}_dispatch_{dispatch_id}"
     )
 
 
@@ -103,9 +103,9 @@ async def test_a_restored_type_sensor_is_not_created_twice(
     type_sensors = [
         reg.unique_id
         for reg in er.async_entries_for_config_entry(registry, entry_id)
-        if reg.unique_id.endswith("_type_fcr")
+        if reg.unique_id.endswith("_type_FCR")
     ]
-    assert type_sensors == [f"{entry_id}_type_fcr"]
+    assert type_sensors == [f"{MICROGRID_ID}_type_FCR"]
     assert _dispatch_entity(hass, entry_id, second) is not None
 
 

@@ -52,7 +52,10 @@ def _state(hass: HomeAssistant, entry_id: str, key: str) -> str | None:
     platform = (
         "sensor" if key in ("next_start", "running_dispatches") else ("binary_sensor")
     )
-    entity_id = registry.async_get_entity_id(platform, DOMAIN, f"{entry_id}_{key}")
+    entry = hass.config_entries.async_get_entry(entry_id)
+    assert entry is not None
+    unique_id = f"{entry.data['microgrid_id']}_{key}"
+    entity_id = registry.async_get_entity_id(platform, DOMAIN, unique_id)
     if entity_id is None:
         return None
     state = hass.states.get(entity_id)

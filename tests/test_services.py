@@ -278,3 +278,36 @@ async def test_rejected_write_is_an_error_without_reauth(
     assert hass.config_entries.flow.async_progress_by_handler(DOMAIN) == []
     assert entry.state is ConfigEntryState.LOADED
     assert dispatch_server.dispatches(MICROGRID_ID) == []
+
+
+async def test_dates_beyond_what_utc_holds_and_other_refusals_name_the_field(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    await hass.config.async_set_time_zone("Pacific/Kiritimati")  # UTC+14
+    coordinator, _ = await setup_and_follow(hass, entry_data, dispatch_server)
+    entry = coordinator.config_entry
+    base = {
+        "config_entry_id": entry.entry_id,
+        "type": "BATTERY_CHARGE",
+        "start_time": (t0 + timedelta(hours=1)).isoformat(),
+        "target": [1],
+    }
+    for data, field in (
+        # Local midnight of 1 January of year 1 is in year 0 in UTC.
+        ({"start_time": "0001-01-01 00:00:00"}, "start_time"),
+        ({"target": []}, "target"),
+        ({"duration": {"days": 10**12}}, "duration"),
+        ({"payload": {"a": [1, {"b": float("nan")}]}}, "payload.a[1].b"),
+    ):
+        with pytest.raises(ServiceValidationError) as err:
+            await _call(hass, "create_dispatch", {**base, **data})
+        assert err.value.translation_key == "invalid_field"
+        assert (err.value.translation_placeholders or {})["field"] == field
+    assert dispatch_server.dispatches(MICROGRID_ID) == []
+    assert await hass.config_entries.async_unload(entry.entry_id)
+    with pytest.raises(ServiceValidationError) as err:
+        await _call(hass, "create_dispatch", base)
+    assert err.value.translation_key == "entry_not_loaded"

@@ -11,7 +11,6 @@ Two rules decide which exist:
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from typing import Any
 
 from homeassistant.components.binary_sensor import (  # type: ignore[attr-defined,unused-ignore]
@@ -23,20 +22,21 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from homeassistant.helpers.entity import Entity
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.util import slugify
 
 from .const import (
     DOMAIN,
     SUBENTRY_GROUP,
+    entity_unique_id,
     signal_connection,
     signal_dispatch,
     signal_type,
+    type_sensor_key,
 )
 from .coordinator import FrequenzDispatchCoordinator
 from .data import FrequenzDispatchConfigEntry
 from .entity import FrequenzDispatchEntity
 from .group_sensor import TypeTargetSensor
-from .names import entity_name, type_name
+from .names import type_name
 from .subentries import async_follow_subentries
 
 PARALLEL_UPDATES = 0
@@ -52,7 +52,8 @@ async def async_setup_entry(
     """Add the sensors now; follow the coordinator's entity changes."""
     coordinator = entry.runtime_data
     registry = er.async_get(hass)
-    dispatch_prefix = f"{entry.entry_id}_dispatch_"
+    dispatch_prefix = entity_unique_id(coordinator.microgrid_id, "dispatch_")
+    type_prefix = entity_unique_id(coordinator.microgrid_id, type_sensor_key(""))
     sensors: dict[int, DispatchRunningSensor] = {}
     """The sensor of every dispatch that has one, or is being added."""
 
@@ -90,7 +91,7 @@ async def async_setup_entry(
 
     current, types = coordinator.async_set_entity_listener(_changed)
     wanted = set(current)
-    type_keys = {_type_key(dispatch_type) for dispatch_type in types}
+    known_types = set(types)
     # The registry is the reference: sensors of dispatches that ended or went
     # while the entry was not loaded leave it; type sensors come back.
     for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
@@ -100,13 +101,12 @@ async def async_setup_entry(
             suffix = reg_entry.unique_id.removeprefix(dispatch_prefix)
             if not suffix.isdigit() or int(suffix) not in wanted:
                 registry.async_remove(reg_entry.entity_id)
-        elif (
-            (known := _stored_type(reg_entry)) is not None
-            and reg_entry.unique_id == f"{entry.entry_id}_{_type_key(known)}"
-            and _type_key(known) not in type_keys
-        ):
-            type_keys.add(_type_key(known))
-            types.append(known)
+        elif reg_entry.unique_id.startswith(type_prefix):
+            # The unique id holds the exact type (const.type_sensor_key).
+            known = reg_entry.unique_id.removeprefix(type_prefix)
+            if known and known not in known_types:
+                known_types.add(known)
+                types.append(known)
     coordinator.async_add_known_types(types)
     async_add_entities([ConnectivitySensor(coordinator)])
     async_follow_subentries(
@@ -137,26 +137,6 @@ def _is_current(coordinator: FrequenzDispatchCoordinator, dispatch_id: int) -> b
     return state is not None and state.current
 
 
-def _stored_type(reg_entry: er.RegistryEntry) -> str | None:
-    """The exact type a type sensor showed (kept in its registry options)."""
-    value = dict(reg_entry.options.get(DOMAIN) or {}).get("type")
-    return value if isinstance(value, str) else None
-
-
-def _type_key(dispatch_type: str) -> str:
-    """A unique-id part per type, different for types with the same slug.
-
-    Types are free text: "BATTERY_CHARGE" and "battery charge" share a slug.
-    The usual upper-case form keeps the plain slug; any other form gets a
-    short hash of the exact type.
-    """
-    slug = slugify(dispatch_type)
-    if dispatch_type == slug.upper():
-        return f"type_{slug}"
-    digest = hashlib.sha256(dispatch_type.encode()).hexdigest()[:8]
-    return f"type_{slug}_{digest}"
-
-
 class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
     """On while one dispatch runs."""
 
@@ -173,26 +153,19 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         self._signal = signal_dispatch(coordinator.config_entry.entry_id, dispatch_id)
         state = coordinator.state_of(dispatch_id)
         self._type = "" if state is None else state.item.dispatch.type
-        # Named here, not by HA from the translation key: HA formats a
-        # translated name once, and a type change must rename the sensor.
-        self._attr_name = self._name_of(self._type)
+        self._attr_translation_placeholders = self._placeholders(self._type)
 
     @property
     def suggested_object_id(self) -> str:
         """The entity ID is built from the raw type, whatever the language."""
         return f"dispatch {self.dispatch_id} {self._type}"
 
-    def _name_of(self, dispatch_type: str) -> str:
-        """The sensor's name in HA's language: "Battery charge (dispatch 6)"."""
-        hass = self.coordinator.hass
-        return entity_name(
-            hass,
-            "binary_sensor",
-            "dispatch",
-            "{type} (dispatch {dispatch_id})",
-            dispatch_id=str(self.dispatch_id),
-            type=type_name(hass, dispatch_type),
-        )
+    def _placeholders(self, dispatch_type: str) -> dict[str, str]:
+        """Of the translated name: "{type} (dispatch {dispatch_id})"."""
+        return {
+            "dispatch_id": str(self.dispatch_id),
+            "type": type_name(self.coordinator.hass, dispatch_type),
+        }
 
     async def async_added_to_hass(self) -> None:
         """Follow the dispatch; leave at once if it went while being added."""
@@ -216,17 +189,21 @@ class DispatchRunningSensor(FrequenzDispatchEntity, BinarySensorEntity):
         if renamed:
             assert state is not None
             self._type = state.item.dispatch.type
-            self._attr_name = self._name_of(self._type)
+            self._attr_translation_placeholders = self._placeholders(self._type)
+            # HA keeps the name it formatted from the translation (a cached
+            # property); drop it so the new placeholders are used.
+            self.__dict__.pop("name", None)
         super()._handle_change()
         if (
             renamed
             and (entry := self.registry_entry) is not None
-            and entry.original_name != self._attr_name
+            and isinstance(name := self.name, str)
+            and entry.original_name != name
         ):
             # HA 2026.x updates the registry's name as it writes the state;
             # older versions keep the name the entity was added with.
             er.async_get(self.hass).async_update_entity(
-                self.entity_id, original_name=self._attr_name
+                self.entity_id, original_name=name
             )
 
     @property
@@ -250,7 +227,7 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
         self, coordinator: FrequenzDispatchCoordinator, dispatch_type: str
     ) -> None:
         """Follow every dispatch of this type."""
-        super().__init__(coordinator, _type_key(dispatch_type))
+        super().__init__(coordinator, type_sensor_key(dispatch_type))
         self.dispatch_type = dispatch_type
         self._signal = signal_type(coordinator.config_entry.entry_id, dispatch_type)
         # "Battery charge running": the readable type, in HA's language.
@@ -262,17 +239,6 @@ class DispatchTypeSensor(FrequenzDispatchEntity, BinarySensorEntity):
     def suggested_object_id(self) -> str:
         """The entity ID is built from the raw type, whatever the language."""
         return f"{self.dispatch_type} running"
-
-    async def async_added_to_hass(self) -> None:
-        """Remember the exact type in the registry, so the sensor can come back."""
-        await super().async_added_to_hass()
-        if (
-            self.registry_entry is not None
-            and _stored_type(self.registry_entry) != self.dispatch_type
-        ):
-            er.async_get(self.hass).async_update_entity_options(
-                self.entity_id, DOMAIN, {"type": self.dispatch_type}
-            )
 
     @property
     def is_on(self) -> bool:

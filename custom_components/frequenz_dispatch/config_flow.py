@@ -33,7 +33,7 @@ from .api import (
     DispatchConnectionError,
     DispatchInvalidUrlError,
 )
-from .channel import InvalidServerUrl, parse_server_url, sendable
+from .channel import MAX_KEY_LENGTH, InvalidServerUrl, parse_server_url, sendable
 from .const import (
     CONF_API_KEY,
     CONF_DRY_RUN_COUNTS,
@@ -46,6 +46,7 @@ from .const import (
     SUBENTRY_SETPOINT,
 )
 from .data import FrequenzDispatchConfigEntry
+from .migration import MINOR_VERSION
 from .subentry_flow import GroupSubentryFlow, SetpointSubentryFlow
 
 _PASSWORD = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
@@ -85,14 +86,18 @@ class _FormError(Exception):
 
 
 def _microgrid_id(value: Any) -> int:
-    """A whole number within 1..2^64-1 (never rounded), else a form error."""
-    if isinstance(value, str):
-        if not value.strip().isdigit():
-            raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
-        value = int(value.strip())
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
-    if isinstance(value, float) and not (math.isfinite(value) and value.is_integer()):
+    """A whole number within 1..2^64-1 (never rounded), else a form error.
+
+    The form's number selector sends a float (or an int).
+    """
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or (
+            isinstance(value, float)
+            and not (math.isfinite(value) and value.is_integer())
+        )
+    ):
         raise _FormError(CONF_MICROGRID_ID, "invalid_microgrid_id")
     number = int(value)
     if not 1 <= number <= _MAX_MICROGRID_ID:
@@ -103,6 +108,8 @@ def _microgrid_id(value: Any) -> int:
 def _secret_text(field: str, value: Any) -> str:
     """A key or secret as entered, without surrounding blanks."""
     text = str(value or "").strip()
+    if len(text) > MAX_KEY_LENGTH:
+        raise _FormError(field, "key_too_long", str(MAX_KEY_LENGTH))
     if not sendable(text):
         raise _FormError(field, "invalid_key_characters")
     return text
@@ -141,8 +148,7 @@ async def _check_connection(
         )
     except DispatchInvalidUrlError as err:
         raise _FormError(CONF_SERVER_URL, "invalid_url", str(err)) from None
-    except DispatchAuthError:
-        raise _FormError(CONF_API_KEY, "invalid_key_characters") from None
+    # A key gRPC cannot send (DispatchAuthError here) was refused by _clean.
     try:
         async with api:
             await api.check_access()
@@ -160,8 +166,8 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
     """Set up one config entry per microgrid."""
 
     VERSION = 1
-    MINOR_VERSION = 2
-    """1.2: the unique ID is the microgrid ID (1.1: "<url>#<microgrid id>")."""
+    MINOR_VERSION = MINOR_VERSION
+    """1.3: entry, entities and device identified by the microgrid (migration.py)."""
 
     _detail = ""
 
@@ -275,7 +281,9 @@ class FrequenzDispatchConfigFlow(ConfigFlow, domain=DOMAIN):
         errors: dict[str, str] = {}
         if user_input is not None:
             try:
-                given = user_input.get(CONF_MICROGRID_ID, microgrid_id)
+                given = user_input.get(
+                    CONF_MICROGRID_ID, int(entry.data[CONF_MICROGRID_ID])
+                )
                 await self.async_set_unique_id(str(_microgrid_id(given)))
                 self._abort_if_unique_id_mismatch(reason="wrong_microgrid")
                 data = await self._validate(

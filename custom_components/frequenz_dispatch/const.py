@@ -4,6 +4,7 @@ import logging
 from typing import Final
 
 from homeassistant.const import Platform
+from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 
 DOMAIN: Final = "frequenz_dispatch"
 LOGGER: Final = logging.getLogger(__package__)
@@ -41,12 +42,53 @@ ALL_EVENTS: Final = (
     EVENT_STOPPED,
 )
 
+DEVICE_TRANSLATION_KEY: Final = "microgrid"
+"""Translation key of the microgrid's device name ("Microgrid <id>")."""
+
 PLATFORMS: Final = [
     Platform.BINARY_SENSOR,
     Platform.CALENDAR,
     Platform.EVENT,
     Platform.SENSOR,
 ]
+
+
+def device_identifier(microgrid_id: int) -> tuple[str, str]:
+    """The device registry identifier of a microgrid's service device.
+
+    Built from the microgrid id, which identifies the config entry too (one
+    entry per microgrid), so it stays when an entry is set up anew.
+    """
+    return (DOMAIN, str(microgrid_id))
+
+
+def device_info(microgrid_id: int) -> DeviceInfo:
+    """The microgrid's service device, as the coordinator and entities describe it.
+
+    Its name is translated ("Microgrid <id>"); entity IDs start with it.
+    """
+    return DeviceInfo(
+        identifiers={device_identifier(microgrid_id)},
+        translation_key=DEVICE_TRANSLATION_KEY,
+        translation_placeholders={"microgrid_id": str(microgrid_id)},
+        manufacturer="Frequenz",
+        model="Dispatch API",
+        entry_type=DeviceEntryType.SERVICE,
+    )
+
+
+def entity_unique_id(microgrid_id: int, key: str) -> str:
+    """The unique id of a microgrid's entity (`key`: what it shows)."""
+    return f"{microgrid_id}_{key}"
+
+
+def type_sensor_key(dispatch_type: str) -> str:
+    """The unique-id key of a type's sensor: the exact type, as the API sends it.
+
+    Types are free text ("BATTERY_CHARGE" and "battery charge" are two types),
+    so the key keeps every character: no slug, no hash.
+    """
+    return f"type_{dispatch_type}"
 
 
 def signal_runs_changed(entry_id: str) -> str:

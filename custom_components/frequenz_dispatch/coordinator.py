@@ -51,6 +51,8 @@ from .const import (
     EVENT_STOPPED,
     EVENT_UPDATED,
     LOGGER,
+    device_identifier,
+    device_info,
     signal_dispatch,
     signal_runs_changed,
     signal_summary,
@@ -306,12 +308,7 @@ class FrequenzDispatchCoordinator:
     async def async_setup(self) -> None:
         """List every dispatch once; afterwards the stream keeps us current."""
         device = dr.async_get(self.hass).async_get_or_create(
-            config_entry_id=self._entry_id,
-            identifiers={(DOMAIN, self._entry_id)},
-            name=f"Microgrid {self.microgrid_id}",
-            manufacturer="Frequenz",
-            model="Dispatch API",
-            entry_type=dr.DeviceEntryType.SERVICE,
+            config_entry_id=self._entry_id, **device_info(self.microgrid_id)
         )
         self.device_id = device.id
         snapshot = await self.store.async_load()
@@ -905,11 +902,13 @@ async def async_forget_entry(
     else:
         told = stored.told
     if told:
-        device = dr.async_get(hass).async_get_device(
-            identifiers={(DOMAIN, entry.entry_id)}
-        )
-        device_id = None if device is None else device.id
         microgrid_id = int(entry.data[CONF_MICROGRID_ID])
+        device = dr.async_get(hass).async_get_device(
+            identifiers={device_identifier(microgrid_id)}
+        )
+        # An unmigrated duplicate entry's microgrid has another entry's device.
+        linked = device is not None and entry.entry_id in device.config_entries
+        device_id = device.id if device is not None and linked else None
         ledger: Ledger = RunLedger(told)
         for transition in ledger.sync({}):
             hass.bus.async_fire(

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from homeassistant.core import callback
-from homeassistant.helpers.device_registry import DeviceEntryType, DeviceInfo
 from homeassistant.helpers.dispatcher import async_dispatcher_connect
 from homeassistant.helpers.entity import Entity
 
-from .const import DOMAIN
+from .const import device_info, entity_unique_id
 from .coordinator import FrequenzDispatchCoordinator
 
 
@@ -27,15 +26,8 @@ class FrequenzDispatchEntity(Entity):
     def __init__(self, coordinator: FrequenzDispatchCoordinator, key: str) -> None:
         """Attach to the coordinator; `key` makes the unique id."""
         self.coordinator = coordinator
-        entry_id = coordinator.config_entry.entry_id
-        self._attr_unique_id = f"{entry_id}_{key}"
-        self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, entry_id)},
-            name=f"Microgrid {coordinator.microgrid_id}",
-            manufacturer="Frequenz",
-            model="Dispatch API",
-            entry_type=DeviceEntryType.SERVICE,
-        )
+        self._attr_unique_id = entity_unique_id(coordinator.microgrid_id, key)
+        self._attr_device_info = device_info(coordinator.microgrid_id)
 
     async def async_added_to_hass(self) -> None:
         """Follow the signal of what this entity shows."""

@@ -23,11 +23,19 @@ def entry_id_of_device(hass: HomeAssistant, device_id: str) -> str | None:
     device = dr.async_get(hass).async_get(device_id)
     if device is None:
         return None
-    # The device's identifier is the entry id (see entity.py); it does not
-    # depend on how the device registry links devices to entries.
+    # The device's identifier is the microgrid id (const.device_identifier),
+    # which is also the unique id of the microgrid's one entry; it does not
+    # depend on how the device registry links devices to entries. Until the
+    # entry is migrated to 1.3 (at its setup, maybe after automations are set
+    # up) it is the entry id.
     for domain, identifier in device.identifiers:
-        if domain == DOMAIN:
-            return identifier
+        if domain != DOMAIN:
+            continue
+        entries = hass.config_entries
+        entry = entries.async_entry_for_domain_unique_id(
+            DOMAIN, identifier
+        ) or entries.async_get_entry(identifier)
+        return entry.entry_id if entry is not None and entry.domain == DOMAIN else None
     return None
 
 

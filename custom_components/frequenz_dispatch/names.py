@@ -83,29 +83,3 @@ def type_name(hass: HomeAssistant, dispatch_type: str) -> str:
         if name:
             return name
     return readable_type(dispatch_type)
-
-
-@callback
-def entity_name(
-    hass: HomeAssistant,
-    platform: str,
-    translation_key: str,
-    default: str,
-    **placeholders: str,
-) -> str:
-    """An entity's name from its translation in HA's language, placeholders filled.
-
-    For names that change while the entity lives (HA formats a translated
-    name once and keeps it). `default` is the English template, used when the
-    translation is not loaded.
-    """
-    translations = async_get_cached_translations(
-        hass, hass.config.language, "entity", DOMAIN
-    )
-    template = translations.get(
-        f"component.{DOMAIN}.entity.{platform}.{translation_key}.name", default
-    )
-    try:
-        return template.format(**placeholders)
-    except (KeyError, IndexError, ValueError):
-        return default.format(**placeholders)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
+import math
 from typing import TYPE_CHECKING, Any
 
 from frequenz.client.dispatch.recurrence import (
@@ -74,8 +75,33 @@ RECURRENCE_FIELDS = (
 )
 
 
+def _safe(validator: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The validator, with a too large or malformed value refused as invalid.
+
+    HA's and voluptuous' validators let OverflowError and some ValueErrors
+    through (a date in year 10000, `{"days": 1e12}`); the schema then names
+    the field like any other invalid input.
+    """
+
+    def validate(value: Any) -> Any:
+        try:
+            return validator(value)
+        except (OverflowError, ValueError, TypeError) as err:
+            raise vol.Invalid(str(err) or type(err).__name__) from None
+
+    return validate
+
+
+_DATETIME = _safe(cv.datetime)
+_DURATION = _safe(cv.positive_time_period)
+
+
+def _int(low: int, high: int) -> vol.All:
+    return vol.All(_safe(vol.Coerce(int)), vol.Range(low, high))
+
+
 def _ints(low: int, high: int) -> vol.All:
-    return vol.All(cv.ensure_list, [vol.All(vol.Coerce(int), vol.Range(low, high))])
+    return vol.All(cv.ensure_list, [_int(low, high)])
 
 
 def _upper_in(names: list[str]) -> vol.All:
@@ -84,9 +110,9 @@ def _upper_in(names: list[str]) -> vol.All:
 
 _RECURRENCE_SCHEMA: dict[Any, Any] = {
     vol.Optional("frequency"): _upper_in(FREQUENCIES),
-    vol.Optional("interval"): vol.All(vol.Coerce(int), vol.Range(min=1)),
-    vol.Optional("count"): vol.All(vol.Coerce(int), vol.Range(min=1)),
-    vol.Optional("until"): cv.datetime,
+    vol.Optional("interval"): _int(1, 2**32 - 1),
+    vol.Optional("count"): _int(1, 2**32 - 1),
+    vol.Optional("until"): _DATETIME,
     vol.Optional("byminutes"): _ints(0, 59),
     vol.Optional("byhours"): _ints(0, 23),
     vol.Optional("byweekdays"): vol.All(cv.ensure_list, [_upper_in(WEEKDAYS)]),
@@ -95,16 +121,14 @@ _RECURRENCE_SCHEMA: dict[Any, Any] = {
 }
 _TARGET = vol.All(cv.ensure_list, [vol.Any(int, cv.string)])
 _ENTRY: dict[Any, Any] = {vol.Required(ATTR_ENTRY): cv.string}
-_DISPATCH_ID: dict[Any, Any] = {
-    vol.Required(ATTR_ID): vol.All(vol.Coerce(int), vol.Range(min=1))
-}
+_DISPATCH_ID: dict[Any, Any] = {vol.Required(ATTR_ID): _int(1, 2**64 - 1)}
 
 CREATE_SCHEMA = vol.Schema(
     {
         **_ENTRY,
         vol.Required("type"): vol.All(cv.string, vol.Length(min=1)),
-        vol.Required("start_time"): cv.datetime,
-        vol.Optional("duration"): cv.positive_time_period,
+        vol.Required("start_time"): _DATETIME,
+        vol.Optional("duration"): _DURATION,
         vol.Required("target"): _TARGET,
         vol.Optional("payload", default={}): dict,
         vol.Optional("active", default=True): cv.boolean,
@@ -116,8 +140,8 @@ UPDATE_SCHEMA = vol.Schema(
     {
         **_ENTRY,
         **_DISPATCH_ID,
-        vol.Optional("start_time"): cv.datetime,
-        vol.Optional("duration"): cv.positive_time_period,
+        vol.Optional("start_time"): _DATETIME,
+        vol.Optional("duration"): _DURATION,
         vol.Optional(ATTR_OPEN_ENDED): cv.boolean,
         vol.Optional("target"): _TARGET,
         vol.Optional("payload"): dict,
@@ -131,10 +155,49 @@ LIST_SCHEMA = vol.Schema(
         **_ENTRY,
         vol.Optional("type"): vol.All(cv.ensure_list, [cv.string]),
         vol.Optional(ATTR_RUNNING): cv.boolean,
-        vol.Optional(ATTR_START): cv.datetime,
-        vol.Optional(ATTR_END): cv.datetime,
+        vol.Optional(ATTR_START): _DATETIME,
+        vol.Optional(ATTR_END): _DATETIME,
     }
 )
+
+
+def _non_finite(value: Any, path: str) -> str | None:
+    """The path of the first NaN or infinity in `value` (nested too), or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return path
+    if isinstance(value, Mapping):
+        items: Any = ((f"{path}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list | tuple):
+        items = ((f"{path}[{index}]", item) for index, item in enumerate(value))
+    else:
+        return None
+    return next(
+        (found for sub, item in items if (found := _non_finite(item, sub))), None
+    )
+
+
+def _checked(schema: vol.Schema) -> Callable[[Any], Any]:
+    """The schema, refusing bad input with a translated error naming the field.
+
+    NaN and infinity are refused anywhere (the API could not store them as
+    JSON), nested payload values included.
+    """
+
+    def validate(data: Any) -> Any:
+        if isinstance(data, Mapping):
+            for key, value in data.items():
+                if (path := _non_finite(value, str(key))) is not None:
+                    raise _invalid(
+                        "invalid_field", field=path, error="not a finite number"
+                    )
+        try:
+            return schema(data)
+        except vol.Invalid as err:
+            first = err.errors[0] if isinstance(err, vol.MultipleInvalid) else err
+            field = ".".join(str(part) for part in first.path) or "data"
+            raise _invalid("invalid_field", field=field, error=first.msg) from None
+
+    return validate
 
 
 @callback
@@ -144,26 +207,26 @@ def async_setup_services(hass: HomeAssistant) -> None:
         DOMAIN,
         SERVICE_CREATE,
         _async_create,
-        schema=CREATE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
+        schema=_checked(CREATE_SCHEMA),  # type: ignore[arg-type,unused-ignore]
         supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN,
         SERVICE_UPDATE,
         _async_update,
-        schema=UPDATE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
+        schema=_checked(UPDATE_SCHEMA),  # type: ignore[arg-type,unused-ignore]
     )
     hass.services.async_register(
         DOMAIN,
         SERVICE_DELETE,
         _async_delete,
-        schema=DELETE_SCHEMA,  # type: ignore[arg-type,unused-ignore]
+        schema=_checked(DELETE_SCHEMA),  # type: ignore[arg-type,unused-ignore]
     )
     hass.services.async_register(
         DOMAIN,
         SERVICE_LIST,
         _async_list,
-        schema=LIST_SCHEMA,  # type: ignore[arg-type,unused-ignore]
+        schema=_checked(LIST_SCHEMA),  # type: ignore[arg-type,unused-ignore]
         supports_response=SupportsResponse.ONLY,
     )
 
@@ -190,9 +253,12 @@ def _coordinator(call: ServiceCall) -> FrequenzDispatchCoordinator:
     return coordinator
 
 
-def _utc(value: datetime) -> datetime:
+def _utc(value: datetime, field: str) -> datetime:
     """A time without an offset is HA's local time."""
-    return dt_util.as_utc(value)
+    try:
+        return dt_util.as_utc(value)
+    except (OverflowError, ValueError) as err:  # beyond year 1 or 9999 in UTC
+        raise _invalid("invalid_field", field=field, error=str(err)) from None
 
 
 def _target(value: list[int | str]) -> list[int] | list[str]:
@@ -219,7 +285,7 @@ def _recurrence(data: Mapping[str, Any], base: RecurrenceRule | None) -> Recurre
     if "count" in data:
         end = EndCriteria(count=data["count"])
     elif "until" in data:
-        end = EndCriteria(until=_utc(data["until"]))
+        end = EndCriteria(until=_utc(data["until"], "until"))
     return RecurrenceRule(
         frequency=frequency,
         interval=data.get("interval", rule.interval or 1),
@@ -307,7 +373,7 @@ async def _async_create(call: ServiceCall) -> ServiceResponse:
     created = await _call_api(
         lambda: coordinator.api.create(
             dispatch_type=data["type"],
-            start_time=_utc(data["start_time"]),
+            start_time=_utc(data["start_time"], "start_time"),
             duration=data.get("duration"),
             target=target,
             payload=data["payload"],
@@ -331,7 +397,7 @@ async def _async_update(call: ServiceCall) -> None:
     elif "duration" in data:
         changes["duration"] = data["duration"]
     if "start_time" in data:
-        changes["start_time"] = _utc(data["start_time"])
+        changes["start_time"] = _utc(data["start_time"], "start_time")
     if "target" in data:
         changes["target"] = _target(data["target"])
     for key in ("payload", "active"):
@@ -361,8 +427,8 @@ async def _async_list(call: ServiceCall) -> ServiceResponse:
     coordinator = _coordinator(call)
     data = call.data
     types = set(data.get("type", []))
-    start = _utc(data[ATTR_START]) if ATTR_START in data else None
-    end = _utc(data[ATTR_END]) if ATTR_END in data else None
+    start = _utc(data[ATTR_START], ATTR_START) if ATTR_START in data else None
+    end = _utc(data[ATTR_END], ATTR_END) if ATTR_END in data else None
     if start is not None and end is not None and end <= start:
         raise _invalid("end_before_start")
     items: list[JsonValueType] = []

@@ -17,7 +17,7 @@ def _payload(payload: Mapping[str, Any]) -> Struct:
     struct = Struct()
     try:
         struct.update(payload)
-    except (ValueError, TypeError) as err:
+    except (ValueError, TypeError, OverflowError) as err:
         raise ValueError(f"payload: {err}") from None
     return struct
 
