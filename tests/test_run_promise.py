@@ -48,7 +48,7 @@ DAY = timedelta(days=1)
 
 def _sensor(hass: HomeAssistant, entry_id: str, dispatch_id: int) -> Any:
     entity_id = er.async_get(hass).async_get_entity_id(
-        "binary_sensor", DOMAIN, f"{entry_id}_dispatch_{dispatch_id}"
+        "binary_sensor", DOMAIN, f"{MICROGRID_ID}_dispatch_{dispatch_id}"
     )
     assert entity_id is not None
     state = hass.states.get(entity_id)

@@ -117,7 +117,7 @@ async def test_a_payload_sensor_follows_its_dispatch(
     assert reg_entry.device_id is not None
     device = dr.async_get(hass).async_get(reg_entry.device_id)
     assert device is not None
-    assert (DOMAIN, entry.entry_id) in device.identifiers
+    assert (DOMAIN, str(MICROGRID_ID)) in device.identifiers
     assert dispatch_server.list_calls == lists
     assert entry.state is ConfigEntryState.LOADED
 

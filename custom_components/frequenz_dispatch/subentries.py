@@ -73,13 +73,13 @@ def async_follow_subentries(
         sync()
 
     # Subentries removed while the entry was not loaded leave the registry.
-    # The entry's other entities have unique ids "<entry id>_<key>".
+    # Their unique id is the subentry id (a ULID, no "_"); every other entity's
+    # has a "_" ("<microgrid id>_<key>", or an older "<entry id>_<key>").
     current = wanted()
-    own_prefix = f"{entry.entry_id}_"
     for reg_entry in er.async_entries_for_config_entry(registry, entry.entry_id):
         if (
             reg_entry.domain == platform
-            and not reg_entry.unique_id.startswith(own_prefix)
+            and "_" not in reg_entry.unique_id
             and reg_entry.unique_id not in current
         ):
             registry.async_remove(reg_entry.entity_id)
