@@ -390,3 +390,28 @@ async def test_payload_changed_while_running(
     dispatch_server.update(42, later, payload={"max_current_a": 7})
     await wait_for(hass, lambda: bool(fired), "second payload trigger")
     assert [f["dispatch_id"] for f in fired] == [later]
+    fired.clear()
+    # Stopped, it no longer counts: a change after its stop does not fire.
+    await go_to(hass, freezer, t0 + timedelta(minutes=41))
+    dispatch_server.update(42, running, payload={"max_current_a": 3})
+    await wait_for(
+        hass,
+        lambda: (
+            coordinator.dispatches()[running].dispatch.payload == {"max_current_a": 3}
+        ),
+        "update after the stop",
+    )
+    assert fired == []
+    # The automation turned off: its trigger is detached, nothing fires.
+    await hass.services.async_call(
+        "automation", "turn_off", {"entity_id": "all"}, blocking=True
+    )
+    dispatch_server.update(42, later, payload={"max_current_a": 5})
+    await wait_for(
+        hass,
+        lambda: (
+            coordinator.dispatches()[later].dispatch.payload == {"max_current_a": 5}
+        ),
+        "update after turn off",
+    )
+    assert fired == []

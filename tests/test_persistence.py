@@ -631,3 +631,52 @@ async def test_runs_released_at_ha_start_are_saved(
     await hass.async_block_till_done()
     assert recorder.kinds(running) == ["started"]
     assert _told(hass_storage, entry.entry_id) == [str(running)]
+
+
+@pytest.mark.parametrize(
+    "data", [["not", "a", "mapping"], {"runs": {}, "gone": {"x": None, "7": "!!"}}]
+)
+async def test_a_run_file_of_the_wrong_shape_never_blocks_setup(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    hass_storage: dict[str, Any],
+    t0: datetime,
+    data: Any,
+) -> None:
+    """Unreadable told runs are skipped: the entry loads, nothing is lost."""
+    running = _create(dispatch_server, start_time=t0 - MINUTE, duration=30 * MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    await _reload(hass, entry_id)
+    hass_storage[f"{DOMAIN}.{entry_id}.runs"]["data"] = data
+    await _load(hass, entry_id)
+    # Nothing told is known any more: the run is told again, once.
+    assert recorder.kinds(running) == ["started", "started"]
+    assert _state(hass, entry_id, f"dispatch_{running}") == STATE_ON
+
+
+async def test_a_failing_write_of_the_runs_is_logged_and_the_entry_goes_on(
+    hass: HomeAssistant,
+    dispatch_server: DispatchSimulator,
+    entry_data: dict[str, Any],
+    freezer: FrozenDateTimeFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    t0: datetime,
+) -> None:
+    later = _create(dispatch_server, start_time=t0 + MINUTE, duration=MINUTE)
+    coordinator, recorder = await _setup(hass, entry_data, dispatch_server)
+    original = Store.async_save
+
+    async def full_disk(store: Store[Any], data: Any) -> None:
+        if store.key.endswith(".runs"):
+            raise OSError("No space left on device")
+        await original(store, data)
+
+    monkeypatch.setattr(Store, "async_save", full_disk)
+    await _go_to(hass, freezer, t0 + MINUTE)
+    await _go_to(hass, freezer, t0 + 2 * MINUTE)
+    assert recorder.kinds(later) == ["started", "stopped"]
+    assert "Cannot save the runs" in caplog.text
+    assert coordinator.config_entry.state is ConfigEntryState.LOADED
