@@ -360,12 +360,13 @@ async def test_a_write_queued_when_ha_stops_still_lands(
     coordinator, recorder = await setup_and_follow(hass, entry_data, dispatch_server)
     key = f"{DOMAIN}.{coordinator.config_entry.entry_id}.runs"
     gate = asyncio.Event()
-    original = Store._async_write_data
+    original: Any = Store._async_write_data
 
-    async def slow_write(store: Store[Any], data: Any) -> None:
+    async def slow_write(store: Store[Any], *args: Any) -> None:
+        # (HA 2025.6 passes the path too.)
         if store.key == key:
             await gate.wait()  # a slow disk
-        await original(store, data)
+        await original(store, *args)
 
     # Patched for this block only: the storage fixture's own patch of the same
     # method must be restored after it.
