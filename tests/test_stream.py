@@ -43,6 +43,10 @@ def _state(hass: HomeAssistant, dispatch_id: int) -> str | None:
     return None if state is None else state.state
 
 
+def _connected(coordinator: Any) -> bool:
+    return bool(coordinator.connected)  # a fresh read each time (not narrowed)
+
+
 def _responses(server: DispatchSimulator, method: str) -> int:
     traffic = server.traffic().get(method)
     return 0 if traffic is None else traffic.responses
@@ -190,7 +194,7 @@ async def test_a_quota_error_on_a_relist_deletes_nothing(
     dispatch_server.delete(MICROGRID_ID, second)
     longest = RETRY_DELAYS[-1] * 1.5  # with the most jitter
     deadline = now + timedelta(seconds=longest + 10)
-    while not coordinator.connected:
+    while not _connected(coordinator):
         now += timedelta(seconds=5)
         await go_to(hass, freezer, now)
         await settle(hass, 0.05)
