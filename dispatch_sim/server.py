@@ -21,6 +21,7 @@ from .service import (
     Fault,
     ServiceControls,
     StreamHub,
+    Traffic,
 )
 from .store import DispatchStore
 
@@ -279,6 +280,7 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         times: int = 1,
         *,
         rpcs: Iterable[str] = ("list", "stream"),
+        details: str | None = None,
     ) -> None:
         """Make the next `times` calls of `rpcs` fail with `code`.
 
@@ -291,6 +293,8 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
             times: How many calls fail (shared by the RPCs).
             rpcs: Which RPCs: "list", "stream", "get", "create", "update",
                 "delete".
+            details: The status message (default: "<CODE> injected by the
+                simulator").
 
         Raises:
             ValueError: If an RPC name is unknown.
@@ -300,7 +304,25 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
         unknown = chosen - set(RPCS.values())
         if unknown:
             raise ValueError(f"unknown RPC names: {sorted(unknown)}")
-        self._controls.fault = Fault(code, times, chosen)
+        self._controls.fault = Fault(code, times, chosen, details)
+
+    def exceed_quota(self, times: int) -> None:
+        """Answer the next `times` listing calls with a quota error.
+
+        RESOURCE_EXHAUSTED "quota exceeded", as a rate-limiting server or
+        proxy does; it counts ListMicrogridDispatches and GetMicrogridDispatch
+        calls (what a listing sends). A new fault replaces an unfinished one.
+
+        Args:
+            times: How many calls fail.
+
+        """
+        self.fail_next(
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            times,
+            rpcs=("list", "get"),
+            details="quota exceeded",
+        )
 
     @property
     def pending_failures(self) -> int:
@@ -316,6 +338,42 @@ class DispatchSimulator:  # pylint: disable=too-many-instance-attributes
     @delay.setter
     def delay(self, value: float) -> None:
         self._controls.delay = value
+
+    @property
+    def subscribe_delay(self) -> float:
+        """Seconds a stream call waits before it subscribes (default 0).
+
+        The stream's headers are sent once it has subscribed: a client that
+        lists before they arrive can miss a change made in between.
+        """
+        return self._controls.subscribe_delay
+
+    @subscribe_delay.setter
+    def subscribe_delay(self, value: float) -> None:
+        self._controls.subscribe_delay = value
+
+    @property
+    def open_stream_deadlines(self) -> list[float | None]:
+        """Seconds each open stream had left of its deadline when it opened.
+
+        None for a stream without a deadline (one that stays open).
+        """
+        return self._hub.deadlines()
+
+    def traffic(self) -> dict[str, Traffic]:
+        """Requests and message bytes per RPC method since start or reset.
+
+        Keys are RPC names ("ListMicrogridDispatches", ...); every call
+        counts, failed and injected ones too.
+        """
+        return {
+            method: Traffic(**vars(counts))
+            for method, counts in self._controls.traffic.items()
+        }
+
+    def reset_traffic(self) -> None:
+        """Start the `traffic` counters over."""
+        self._controls.traffic.clear()
 
     @property
     def list_calls(self) -> int:

@@ -58,11 +58,46 @@ class ServiceControls:
     stream_calls: int = 0
     """Number of authenticated StreamMicrogridDispatches calls."""
 
+    subscribe_delay: float = 0.0
+    """Seconds a stream call waits (authenticated) before it subscribes.
+
+    Its headers are sent only once it has subscribed.
+    """
+
+    traffic: "dict[str, Traffic]" = field(default_factory=dict)
+    """Calls and message bytes per RPC name (every call, failed ones too)."""
+
     max_page_bytes: int | None = None
     """When set, a list response larger than this fails with RESOURCE_EXHAUSTED."""
 
     fault: "Fault | None" = None
     """Failures to inject into the next calls."""
+
+
+@dataclass
+class Traffic:
+    """What one RPC method has received and sent."""
+
+    requests: int = 0
+    """Calls received (also those that failed)."""
+
+    request_bytes: int = 0
+    """Serialized size of the request messages."""
+
+    response_bytes: int = 0
+    """Serialized size of the response messages sent (stream messages too).
+
+    Message bytes only: gRPC adds 5 bytes of framing per message, HTTP/2
+    its frame and header bytes.
+    """
+
+    responses: int = 0
+    """Response messages sent (a stream sends one per event)."""
+
+    def sent(self, message: Any) -> None:
+        """Count one response message."""
+        self.responses += 1
+        self.response_bytes += message.ByteSize()
 
 
 RPCS = {
@@ -90,6 +125,9 @@ class Fault:
 
     rpcs: frozenset[str]
     """Short names of the RPCs that fail ("list", "stream", "get", ...)."""
+
+    details: str | None = None
+    """The status message; None says "<CODE> injected by the simulator"."""
 
     def take(self, rpc: str) -> bool:
         """Count one call of `rpc`; True if it is to fail."""
@@ -199,6 +237,9 @@ class Subscription:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     """Set when the RPC handler has finished."""
 
+    time_remaining: float | None = None
+    """Seconds left of the call's deadline when it opened; None: no deadline."""
+
 
 class StreamHub:
     """Keeps the open streams and pushes events and sentinels to them."""
@@ -211,9 +252,15 @@ class StreamHub:
         """Return the number of open streams."""
         return len(self._subscriptions)
 
-    def subscribe(self, microgrid_id: int) -> Subscription:
+    def deadlines(self) -> list[float | None]:
+        """The `time_remaining` of every open stream."""
+        return [sub.time_remaining for sub in self._subscriptions]
+
+    def subscribe(
+        self, microgrid_id: int, time_remaining: float | None = None
+    ) -> Subscription:
         """Open a stream for a microgrid; `unsubscribe` it when the RPC ends."""
-        subscription = Subscription(microgrid_id)
+        subscription = Subscription(microgrid_id, time_remaining=time_remaining)
         self._subscriptions.add(subscription)
         self._opened.set()
         self._opened = asyncio.Event()
@@ -284,15 +331,30 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
         self._hub = hub
         self._controls = controls
 
-    async def _admit(self, context: Context, method: str, detail: str) -> None:
-        """Log the call (`detail` holds no secrets), inject faults, check the key."""
+    def _traffic(self, method: str) -> Traffic:
+        """The counters of one RPC method."""
+        return self._controls.traffic.setdefault(method, Traffic())
+
+    def _sent[M](self, method: str, response: M) -> M:
+        """Count a unary response and return it."""
+        self._traffic(method).sent(response)
+        return response
+
+    async def _admit(
+        self, context: Context, method: str, detail: str, request: Any
+    ) -> None:
+        """Count, log (`detail` holds no secrets), inject faults, check the key."""
         _LOGGER.info("%s(%s) from %s", method, detail, context.peer())
+        traffic = self._traffic(method)
+        traffic.requests += 1
+        traffic.request_bytes += request.ByteSize()
         controls = self._controls
         rpc = RPCS[method]
         if controls.fault is not None and controls.fault.take(rpc):
             code = controls.fault.code
-            _LOGGER.info("%s -> %s (injected)", method, code.name)
-            await context.abort(code, f"{code.name} injected by the simulator")
+            details = controls.fault.details or f"{code.name} injected by the simulator"
+            _LOGGER.info("%s -> %s (injected): %s", method, code.name, details)
+            await context.abort(code, details)
         reason, may_write = check_call(
             context,
             method,
@@ -309,9 +371,11 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
                 grpc.StatusCode.PERMISSION_DENIED, "this API key may only read"
             )
 
-    async def _admit_unary(self, context: Context, method: str, detail: str) -> None:
+    async def _admit_unary(
+        self, context: Context, method: str, detail: str, request: Any
+    ) -> None:
         """Admit a unary call and apply the configured delay."""
-        await self._admit(context, method, detail)
+        await self._admit(context, method, detail, request)
         if self._controls.delay > 0:
             await asyncio.sleep(self._controls.delay)
 
@@ -319,7 +383,9 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
         self, request: dispatch_pb2.ListMicrogridDispatchesRequest, context: Context
     ) -> dispatch_pb2.ListMicrogridDispatchesResponse:
         """Return one page of dispatches, filtered and sorted."""
-        await self._admit(context, "ListMicrogridDispatches", f"{request.microgrid_id}")
+        await self._admit(
+            context, "ListMicrogridDispatches", f"{request.microgrid_id}", request
+        )
         self._controls.list_calls += 1
         if self._controls.delay > 0:
             await asyncio.sleep(self._controls.delay)
@@ -342,6 +408,7 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
             details = f"Received message larger than max ({size} vs. {limit})"
             _LOGGER.info("ListMicrogridDispatches -> RESOURCE_EXHAUSTED: %s", details)
             await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, details)
+        self._traffic("ListMicrogridDispatches").sent(response)
         return response
 
     async def StreamMicrogridDispatches(
@@ -349,10 +416,18 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
     ) -> AsyncIterator[dispatch_pb2.StreamMicrogridDispatchesResponse]:
         """Stream change events of one microgrid until ended or aborted."""
         method = "StreamMicrogridDispatches"
-        await self._admit(context, method, f"{request.microgrid_id}")
+        await self._admit(context, method, f"{request.microgrid_id}", request)
         self._controls.stream_calls += 1
-        subscription = self._hub.subscribe(request.microgrid_id)
+        if self._controls.subscribe_delay > 0:
+            await asyncio.sleep(self._controls.subscribe_delay)
+        traffic = self._traffic(method)
+        subscription = self._hub.subscribe(
+            request.microgrid_id, context.time_remaining()
+        )
         try:
+            # Headers only now: a client that waits for them before listing
+            # misses no change.
+            await context.send_initial_metadata(())
             while True:
                 item = await subscription.queue.get()
                 if isinstance(item, EndStream):
@@ -361,6 +436,7 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
                 if isinstance(item, AbortStream):
                     _LOGGER.info("%s(%s) -> %s", method, request.microgrid_id, item)
                     await context.abort(item.code, item.details)
+                traffic.sent(item)
                 yield item
         finally:
             self._hub.unsubscribe(subscription)
@@ -370,7 +446,7 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
     ) -> dispatch_pb2.CreateMicrogridDispatchResponse:
         """Create a dispatch (start times rounded to seconds, as the service does)."""
         detail = f"{request.microgrid_id}, type={request.dispatch_data.type!r}"
-        await self._admit_unary(context, "CreateMicrogridDispatch", detail)
+        await self._admit_unary(context, "CreateMicrogridDispatch", detail, request)
         async with _status_errors(context, "CreateMicrogridDispatch"):
             data = dispatch_pb2.DispatchData()
             data.CopyFrom(request.dispatch_data)
@@ -385,7 +461,10 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
             )
             dispatch = self._store.create(request.microgrid_id, data)
         _LOGGER.info("CreateMicrogridDispatch -> id %s", dispatch.metadata.dispatch_id)
-        return dispatch_pb2.CreateMicrogridDispatchResponse(dispatch=dispatch)
+        return self._sent(
+            "CreateMicrogridDispatch",
+            dispatch_pb2.CreateMicrogridDispatchResponse(dispatch=dispatch),
+        )
 
     async def UpdateMicrogridDispatch(
         self, request: dispatch_pb2.UpdateMicrogridDispatchRequest, context: Context
@@ -393,7 +472,7 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
         """Update the fields of a dispatch that the field mask names."""
         paths = ",".join(request.update_mask.paths)
         detail = f"{request.microgrid_id}, {request.dispatch_id}, [{paths}]"
-        await self._admit_unary(context, "UpdateMicrogridDispatch", detail)
+        await self._admit_unary(context, "UpdateMicrogridDispatch", detail, request)
         async with _status_errors(context, "UpdateMicrogridDispatch"):
             current = self._store.get(request.microgrid_id, request.dispatch_id)
             data = apply_update(current.data, request)
@@ -408,18 +487,24 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
             dispatch = self._store.replace_data(
                 request.microgrid_id, request.dispatch_id, data
             )
-        return dispatch_pb2.UpdateMicrogridDispatchResponse(dispatch=dispatch)
+        return self._sent(
+            "UpdateMicrogridDispatch",
+            dispatch_pb2.UpdateMicrogridDispatchResponse(dispatch=dispatch),
+        )
 
     async def GetMicrogridDispatch(
         self, request: dispatch_pb2.GetMicrogridDispatchRequest, context: Context
     ) -> dispatch_pb2.GetMicrogridDispatchResponse:
         """Return one dispatch."""
         detail = f"{request.microgrid_id}, {request.dispatch_id}"
-        await self._admit_unary(context, "GetMicrogridDispatch", detail)
+        await self._admit_unary(context, "GetMicrogridDispatch", detail, request)
         async with _status_errors(context, "GetMicrogridDispatch"):
             dispatch = self._store.get(request.microgrid_id, request.dispatch_id)
-        return dispatch_pb2.GetMicrogridDispatchResponse(
-            microgrid_id=request.microgrid_id, dispatch=dispatch
+        return self._sent(
+            "GetMicrogridDispatch",
+            dispatch_pb2.GetMicrogridDispatchResponse(
+                microgrid_id=request.microgrid_id, dispatch=dispatch
+            ),
         )
 
     async def DeleteMicrogridDispatch(
@@ -427,9 +512,12 @@ class DispatchServicer(dispatch_pb2_grpc.MicrogridDispatchServiceServicer):
     ) -> dispatch_pb2.DeleteMicrogridDispatchResponse:
         """Delete one dispatch."""
         detail = f"{request.microgrid_id}, {request.dispatch_id}"
-        await self._admit_unary(context, "DeleteMicrogridDispatch", detail)
+        await self._admit_unary(context, "DeleteMicrogridDispatch", detail, request)
         async with _status_errors(context, "DeleteMicrogridDispatch"):
             self._store.delete(request.microgrid_id, request.dispatch_id)
-        return dispatch_pb2.DeleteMicrogridDispatchResponse(
-            microgrid_id=request.microgrid_id, dispatch_id=request.dispatch_id
+        return self._sent(
+            "DeleteMicrogridDispatch",
+            dispatch_pb2.DeleteMicrogridDispatchResponse(
+                microgrid_id=request.microgrid_id, dispatch_id=request.dispatch_id
+            ),
         )

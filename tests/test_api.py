@@ -656,3 +656,42 @@ async def test_later_page_too_large_shrinks_the_pages(
     assert all(isinstance(item, ValidDispatch) for item in items)
     assert api.unlisted == 0
     assert dispatch_server.list_calls < 60
+
+
+async def test_quota_error_raises_at_once_and_lists_nothing(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    """RESOURCE_EXHAUSTED without gRPC's size message is a quota: no halving."""
+    known = create_dispatch(dispatch_server, start_time=_soon(), duration=None)
+    dispatch_server.exceed_quota(100)
+    with pytest.raises(DispatchConnectionError, match="quota exceeded"):
+        await api.list_all({known: 1})
+    # One refused page; not 100, 50, ... 1 in both orders, nor a get per id.
+    assert dispatch_server.pending_failures == 99
+    dispatch_server.exceed_quota(0)
+    assert [item.id for item in await api.list_all()] == [known]
+
+
+async def test_wait_open_raises_what_a_listing_would(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    async with DispatchApi(dispatch_server.url, "wrong-key", MICROGRID_ID) as api:
+        stream = api.open_stream()
+        try:
+            with pytest.raises(DispatchAuthError):
+                await stream.wait_open()
+        finally:
+            stream.cancel()
+
+
+async def test_wait_open_returns_once_the_server_subscribed(
+    api: DispatchApi, dispatch_server: DispatchSimulator
+) -> None:
+    dispatch_server.subscribe_delay = 0.3
+    stream = api.open_stream()
+    try:
+        await stream.wait_open()
+        assert dispatch_server.open_streams == 1
+        assert dispatch_server.open_stream_deadlines == [None]
+    finally:
+        stream.cancel()

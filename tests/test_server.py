@@ -1148,3 +1148,40 @@ async def test_command_line_serves() -> None:
     assert "ListMicrogridDispatches" in log
     assert key not in log
     assert "cli-reader" not in log
+
+
+async def test_traffic_counts_requests_and_response_bytes_per_method(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    kept = _create(dispatch_server)
+    request = dispatch_pb2.ListMicrogridDispatchesRequest(microgrid_id=MICROGRID_ID)
+    async with raw_stub(dispatch_server) as stub:
+        response = await stub.ListMicrogridDispatches(request, metadata=_md())
+        dispatch_server.exceed_quota(1)
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await stub.ListMicrogridDispatches(request, metadata=_md())
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert info.value.details() == "quota exceeded"
+    listed = dispatch_server.traffic()["ListMicrogridDispatches"]
+    assert listed.requests == 2  # the refused one too
+    assert listed.responses == 1
+    assert listed.response_bytes == response.ByteSize()
+    assert [d.metadata.dispatch_id for d in response.dispatches] == [kept]
+    dispatch_server.reset_traffic()
+    assert dispatch_server.traffic() == {}
+
+
+async def test_stream_headers_come_once_subscribed(
+    dispatch_server: DispatchSimulator,
+) -> None:
+    """With a subscription delay, the headers wait for the subscription."""
+    dispatch_server.subscribe_delay = 0.3
+    request = dispatch_pb2.StreamMicrogridDispatchesRequest(microgrid_id=MICROGRID_ID)
+    async with raw_stub(dispatch_server) as stub:
+        call = stub.StreamMicrogridDispatches(request, metadata=_md(), timeout=60)
+        await call.initial_metadata()
+        assert dispatch_server.open_streams == 1
+        (remaining,) = dispatch_server.open_stream_deadlines
+        assert remaining is not None
+        assert 0 < remaining <= 60
+        call.cancel()

@@ -43,7 +43,7 @@ from .write_requests import create_request, update_request
 __all__ = [
     "CALL_TIMEOUT_S",
     "LIST_PAGE_SIZE",
-    "STREAM_TIMEOUT_S",
+    "STREAM_OPEN_TIMEOUT_S",
     "UNLISTABLE_REASON",
     "Certificates",
     "DispatchApi",
@@ -69,10 +69,24 @@ _AUTH_CODES = frozenset(
     {grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED}
 )
 _CLEAN_END_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED})
+"""A stream ending so is not a failure (a proxy's limit on a call's lifetime)."""
 LIST_PAGE_SIZE = 100
 CALL_TIMEOUT_S = 60.0
-STREAM_TIMEOUT_S = 300.0
-"""The stream call's deadline: it then ends cleanly and is opened again."""
+STREAM_OPEN_TIMEOUT_S = 5.0
+"""How long `DispatchStream.wait_open` waits for the server's headers.
+
+The stream call itself has no deadline: it stays open (kept alive by the
+channel's keepalive pings) until it breaks. A server that sends no headers
+before its first message costs this wait, and the listing then runs without
+knowing that the stream is subscribed.
+"""
+_SIZE_ERROR_MARK = "message larger than max"
+"""In gRPC's status message of a message over a receive or send limit.
+
+The client's own limit says "Received message larger than max (N vs. M)", a
+server's send limit "Sent message larger than max (N vs. M)". Any other
+RESOURCE_EXHAUSTED is a quota or rate limit: a smaller page does not help.
+"""
 _SIZE_WITH_TOKEN = (
     dispatch_pb2.ListMicrogridDispatchesRequest.DESCRIPTOR.fields_by_name[
         "pagination_params"
@@ -143,16 +157,34 @@ async def prepared(item: ParsedDispatch, run_blocking: RunBlocking) -> ParsedDis
 
 def _map_error(err: grpc.aio.AioRpcError, *, write: bool = False) -> DispatchApiError:
     """Map a gRPC failure to our exception hierarchy."""
-    code = err.code()
+    return _map_status(err.code(), err.details(), write=write)
+
+
+def _map_status(
+    code: grpc.StatusCode, details: str | None, *, write: bool = False
+) -> DispatchApiError:
+    """Map a failed call's status to our exception hierarchy."""
     if code in _AUTH_CODES:
         if write:
-            return DispatchWriteDeniedError(err.details() or "write refused")
-        return DispatchAuthError(err.details() or "authentication failed")
+            return DispatchWriteDeniedError(details or "write refused")
+        return DispatchAuthError(details or "authentication failed")
     if code is grpc.StatusCode.INVALID_ARGUMENT:
-        return DispatchInvalidInputError(err.details() or "invalid input")
+        return DispatchInvalidInputError(details or "invalid input")
     if code is grpc.StatusCode.NOT_FOUND:
-        return DispatchNotFoundError(err.details() or "dispatch not found")
-    return DispatchConnectionError(f"{code.name}: {err.details()}")
+        return DispatchNotFoundError(details or "dispatch not found")
+    return DispatchConnectionError(f"{code.name}: {details}")
+
+
+def is_size_error(err: grpc.aio.AioRpcError) -> bool:
+    """Whether a failure says a message was over a size limit.
+
+    Only that RESOURCE_EXHAUSTED is helped by a smaller page; the same code
+    also says "quota exceeded" or "rate limited".
+    """
+    return (
+        err.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+        and _SIZE_ERROR_MARK in (err.details() or "").lower()
+    )
 
 
 class _Listing:
@@ -270,14 +302,14 @@ class DispatchApi:
         """Ask for one page of a single dispatch: proves the URL and the key.
 
         Raises what `list_all` raises (DispatchAuthError for a rejected key,
-        DispatchConnectionError when unreachable); a dispatch too large to
-        receive still proves both, so RESOURCE_EXHAUSTED is fine.
+        DispatchConnectionError when unreachable or over a quota); a dispatch
+        too large to receive still proves both.
         """
         request = self._list_request(reverse=False, page_size=1, token="")
         try:
             await self._stub.ListMicrogridDispatches(request, timeout=self._timeout)
         except grpc.aio.AioRpcError as err:
-            if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+            if not is_size_error(err):
                 raise _map_error(err) from err
 
     @overload
@@ -297,8 +329,12 @@ class DispatchApi:
         the caller holds; a listed dispatch with that same version comes back
         as `Unchanged(id)`, without being parsed.
 
-        A page the client cannot receive (RESOURCE_EXHAUSTED) is asked again
-        at half the size, down to one dispatch. A dispatch that cannot be
+        Either every page arrives or this raises: a caller may take a
+        returned listing as complete (and delete what it lacks). A page over a
+        size limit (RESOURCE_EXHAUSTED "... message larger than max ...") is
+        asked again at half the size, down to one dispatch; any other
+        RESOURCE_EXHAUSTED (a quota, a rate limit) raises
+        DispatchConnectionError at once, to be retried later. A dispatch that cannot be
         received even alone blocks paging in that order: the rest is listed
         from the other end, and the known ids still missing are fetched one by
         one; one that is too large comes back as a `MalformedDispatch` with
@@ -352,8 +388,8 @@ class DispatchApi:
                     request, timeout=self._timeout
                 )
             except grpc.aio.AioRpcError as err:
-                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
-                    raise _map_error(err) from err
+                if not is_size_error(err):
+                    raise _map_error(err) from err  # a quota error too
                 if page_size == 1:
                     LOGGER.warning(
                         "A dispatch of microgrid %s is too large to receive",
@@ -392,7 +428,7 @@ class DispatchApi:
             except grpc.aio.AioRpcError as err:
                 if err.code() is grpc.StatusCode.NOT_FOUND:
                     continue  # deleted
-                if err.code() is not grpc.StatusCode.RESOURCE_EXHAUSTED:
+                if not is_size_error(err):
                     raise _map_error(err) from err
                 listing.items[dispatch_id] = MalformedDispatch(
                     dispatch_id, UNLISTABLE_REASON, unlistable=True
@@ -490,26 +526,26 @@ class DispatchApi:
         return await prepared(parse_dispatch(response.dispatch), self._run_blocking)
 
     def open_stream(self) -> "DispatchStream":
-        """Open the change stream now; iterate it to receive the changes.
+        """Start the change stream call; iterate it to receive the changes.
 
-        The call starts before the caller's next listing, so nothing changed
-        in between is missed.
+        Before listing, `await` its `wait_open()`: the server has then
+        subscribed the stream, so nothing changed after the listing's pages
+        is missed. The call has no deadline; keepalive pings hold it open.
         """
         request = dispatch_pb2.StreamMicrogridDispatchesRequest(
             microgrid_id=self.microgrid_id
         )
         return DispatchStream(
-            self._stub.StreamMicrogridDispatches(request, timeout=STREAM_TIMEOUT_S),
-            self._run_blocking,
+            self._stub.StreamMicrogridDispatches(request), self._run_blocking
         )
 
 
 class DispatchStream:
     """One open stream call.
 
-    Iteration ends when the server closes the stream cleanly or its deadline
-    passes, and raises a DispatchApiError on any other failure. Always
-    `cancel()` it when done (also when it was never iterated).
+    Iteration ends when the server closes the stream cleanly (or a proxy's
+    deadline ends it), and raises a DispatchApiError on any other end.
+    Always `cancel()` it when done (also when it was never iterated).
     """
 
     def __init__(self, call: Any, run_blocking: RunBlocking) -> None:
@@ -520,6 +556,26 @@ class DispatchStream:
     def cancel(self) -> None:
         """End the call (no-op once it has finished)."""
         self._call.cancel()
+
+    async def wait_open(self) -> None:
+        """Wait for the server's headers: it has accepted the stream.
+
+        A server that sends them only once it has subscribed the stream (as
+        the simulator does) thereby guarantees that a listing started now
+        misses no change. Raises a DispatchApiError (as a listing would) when
+        the call fails first. Headers that do not come within
+        STREAM_OPEN_TIMEOUT_S are not waited for any longer.
+        """
+        try:
+            async with asyncio.timeout(STREAM_OPEN_TIMEOUT_S):
+                await self._call.initial_metadata()
+        except TimeoutError:
+            LOGGER.debug("No stream headers within %s s", STREAM_OPEN_TIMEOUT_S)
+            return
+        if self._call.done():
+            code = await self._call.code()
+            if code is not grpc.StatusCode.OK:
+                raise _map_status(code, await self._call.details())
 
     async def __aiter__(self) -> AsyncIterator[StreamUpdate]:
         """Yield the changes as they arrive."""

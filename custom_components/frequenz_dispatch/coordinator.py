@@ -325,6 +325,7 @@ class FrequenzDispatchCoordinator:
         # Open the stream before listing so that no change falls in between.
         stream = self.api.open_stream()
         try:
+            await stream.wait_open()
             parsed = await self.api.list_all(self.known_versions())
         except DispatchAuthError as err:
             stream.cancel()

@@ -1,14 +1,18 @@
 """Following the Dispatch API stream of one entry: back-off, auth grace, outages.
 
 The follower only keeps the connection: it hands every stream message and
-every re-listing to the coordinator (`StreamSink`), which applies them.
+every re-listing to the coordinator (`StreamSink`), which applies them. The
+stream stays open as long as it works; a full listing follows only a break
+of it, plus one safety listing a day.
 """
 
 from __future__ import annotations
 
 import asyncio
-from contextlib import suppress
+from collections.abc import AsyncGenerator
+from contextlib import aclosing, suppress
 from datetime import datetime, timedelta
+import random
 from typing import TYPE_CHECKING, Protocol
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -34,6 +38,21 @@ if TYPE_CHECKING:
 RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 """Seconds to wait before reconnecting, by consecutive failure."""
 
+RETRY_JITTER = 0.5
+"""Each reconnect delay is drawn from RETRY_DELAYS[i] * (1 ± this).
+
+So that the clients a server restart cut off do not all come back at once.
+"""
+
+SAFETY_RELIST = timedelta(hours=24)
+"""While the stream stays open, the known set is listed again this often.
+
+In case the server dropped a change without breaking the stream.
+"""
+
+SAFETY_RELIST_JITTER = timedelta(hours=1)
+"""The safety listing comes within ± this of SAFETY_RELIST (spread load)."""
+
 HEALTHY_SECONDS = 30.0
 """A stream open this long (or that delivered a change) resets the back-off.
 
@@ -49,6 +68,12 @@ AUTH_GRACE = timedelta(minutes=10)
 
 OUTAGE_ISSUE_AFTER = timedelta(hours=6)
 """Unreachable this long raises a repair issue (the cache may be stale)."""
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds to wait after `failures` (>= 1) consecutive failures, jittered."""
+    base = RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1]
+    return base * random.uniform(1 - RETRY_JITTER, 1 + RETRY_JITTER)
 
 
 def outage_issue_id(entry_id: str) -> str:
@@ -72,7 +97,7 @@ class StreamSink(Protocol):
 
 
 class StreamFollower:
-    """Keeps the stream of one entry open; re-lists every time it reopens."""
+    """Keeps the stream of one entry open; re-lists when it reopens, and daily."""
 
     def __init__(
         self,
@@ -96,6 +121,8 @@ class StreamFollower:
         self._unsub_outage: CALLBACK_TYPE | None = None
         self._issue_raised = False
         self._last_list = 0.0
+        self._relist_due = asyncio.Event()
+        self._unsub_safety: CALLBACK_TYPE | None = None
         self.retry_at: datetime | None = None
         """When the task, waiting to reconnect or re-list, goes on."""
 
@@ -106,6 +133,7 @@ class StreamFollower:
         """The first listing worked; `stream` was opened just before it."""
         self._first_stream = stream
         self.connected = True
+        self._arm_safety_relist()
         # An outage issue raised before a reload or restart is over now.
         ir.async_delete_issue(self.hass, DOMAIN, self._issue_id)
 
@@ -137,6 +165,7 @@ class StreamFollower:
             with suppress(asyncio.CancelledError):
                 await self._task
         self._cancel_outage_issue()
+        self._cancel_safety_relist()
 
     @callback
     def close(self) -> None:
@@ -159,10 +188,7 @@ class StreamFollower:
             failed = True
             healthy_timer: CALLBACK_TYPE | None = None
             try:
-                if relist:
-                    await self._relist_spacing()
-                if updates is None:
-                    updates = self.api.open_stream()
+                updates = await self._open(updates, relist=relist)
                 opened_at = loop.time()
                 if relist:
                     await self._relist()
@@ -175,11 +201,14 @@ class StreamFollower:
                 healthy_timer = async_call_later(
                     self.hass, HEALTHY_SECONDS, self._stream_healthy
                 )
-                async for update in updates:
-                    received = True
-                    self._set_connected(True)
-                    self._stream_healthy()
-                    self._sink.apply_stream(update)
+                async with aclosing(
+                    self._updates_and_safety_relists(updates)
+                ) as stream_updates:
+                    async for update in stream_updates:
+                        received = True
+                        self._set_connected(True)
+                        self._stream_healthy()
+                        self._sink.apply_stream(update)
                 failed = False
                 LOGGER.debug("The server ended the dispatch stream; reopening")
             except DispatchAuthError as err:
@@ -205,7 +234,83 @@ class StreamFollower:
                 failures += 1
             relist = True
             if failures:
-                await self._wait(RETRY_DELAYS[min(failures, len(RETRY_DELAYS)) - 1])
+                await self._wait(retry_delay(failures))
+
+    async def _open(
+        self, updates: DispatchStream | None, *, relist: bool
+    ) -> DispatchStream:
+        """Open a stream (unless setup left one) and wait until it is subscribed."""
+        if relist:
+            await self._relist_spacing()
+        if updates is not None:
+            return updates
+        updates = self.api.open_stream()
+        try:
+            # The server has subscribed it: the listing misses nothing.
+            await updates.wait_open()
+        except BaseException:
+            updates.cancel()
+            raise
+        return updates
+
+    async def _updates_and_safety_relists(
+        self, updates: DispatchStream
+    ) -> AsyncGenerator[StreamUpdate]:
+        """Yield the stream's updates; list again when the safety timer says so.
+
+        Updates that arrive during such a listing wait in the stream and are
+        applied after it, as after the listing that follows an open.
+        """
+        pending: asyncio.Future[StreamUpdate | None] | None = None
+        try:
+            iterator = aiter(updates)
+            while True:
+                if pending is None:
+                    pending = asyncio.ensure_future(anext(iterator, None))
+                due = asyncio.ensure_future(self._relist_due.wait())
+                try:
+                    await asyncio.wait(
+                        (pending, due), return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    due.cancel()
+                if pending.done():
+                    update, pending = pending.result(), None
+                    if update is None:
+                        return  # the server ended the stream
+                    yield update
+                    continue
+                LOGGER.debug("Daily safety listing of microgrid %s", self.microgrid_id)
+                await self._relist_spacing()
+                await self._relist()
+        finally:
+            if pending is not None:
+                # Also fetches the error of one that ended with the stream.
+                pending.cancel()
+                with suppress(Exception, asyncio.CancelledError):
+                    await pending
+
+    @callback
+    def _arm_safety_relist(self) -> None:
+        """List again in about SAFETY_RELIST (from now: a listing just ended)."""
+        self._cancel_safety_relist()
+        self._relist_due.clear()
+        jitter = SAFETY_RELIST_JITTER.total_seconds()
+        seconds = SAFETY_RELIST.total_seconds() + random.uniform(-jitter, jitter)
+        self._unsub_safety = async_call_later(
+            self.hass, seconds, self._safety_relist_due
+        )
+
+    @callback
+    def _safety_relist_due(self, _now: datetime) -> None:
+        self._unsub_safety = None
+        self._relist_due.set()
+
+    @callback
+    def _cancel_safety_relist(self) -> None:
+        if self._unsub_safety is not None:
+            self._unsub_safety()
+            self._unsub_safety = None
 
     async def _relist_spacing(self) -> None:
         """However often streams end, list at most once per MIN_RELIST_SECONDS."""
@@ -235,6 +340,7 @@ class StreamFollower:
     async def _relist(self) -> None:
         """List everything again (the stream is open) and reconcile."""
         parsed = await self.api.list_all(self._sink.known_versions())
+        self._arm_safety_relist()
         # The key counts as valid again only once the stream takes it too
         # (`_stream_healthy`), or a stream that always rejects it would never
         # lead to a reauth.
