@@ -566,12 +566,23 @@ class DispatchStream:
         the call fails first. Headers that do not come within
         STREAM_OPEN_TIMEOUT_S are not waited for any longer.
         """
+        # Not `asyncio.timeout`: should its deadline pass together with a
+        # cancellation of the caller (e.g. the entry unloading), it would turn
+        # that cancellation into a TimeoutError and swallow it.
+        headers = asyncio.ensure_future(self._call.initial_metadata())
         try:
-            async with asyncio.timeout(STREAM_OPEN_TIMEOUT_S):
-                await self._call.initial_metadata()
-        except TimeoutError:
+            done, _ = await asyncio.wait({headers}, timeout=STREAM_OPEN_TIMEOUT_S)
+        finally:
+            if not headers.done():
+                headers.cancel()
+        if not done:
             LOGGER.debug("No stream headers within %s s", STREAM_OPEN_TIMEOUT_S)
             return
+        error = headers.exception()
+        if isinstance(error, grpc.aio.AioRpcError):
+            raise _map_error(error) from error
+        if error is not None:
+            raise DispatchConnectionError(repr(error)) from error
         if self._call.done():
             code = await self._call.code()
             if code is not grpc.StatusCode.OK:
