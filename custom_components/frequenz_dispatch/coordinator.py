@@ -904,12 +904,19 @@ async def async_forget_entry(
         told = stored.told
     if told:
         microgrid_id = int(entry.data[CONF_MICROGRID_ID])
-        device = dr.async_get(hass).async_get_device(
-            identifiers={device_identifier(microgrid_id)}
+        # The entry's own device (an unmigrated duplicate entry's microgrid
+        # has another entry's device, which is not named then).
+        identifier = device_identifier(microgrid_id)
+        device_id = next(
+            (
+                device.id
+                for device in dr.async_entries_for_config_entry(
+                    dr.async_get(hass), entry.entry_id
+                )
+                if identifier in device.identifiers
+            ),
+            None,
         )
-        # An unmigrated duplicate entry's microgrid has another entry's device.
-        linked = device is not None and entry.entry_id in device.config_entries
-        device_id = device.id if device is not None and linked else None
         ledger: Ledger = RunLedger(told)
         for transition in ledger.sync({}):
             hass.bus.async_fire(

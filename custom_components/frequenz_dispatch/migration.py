@@ -125,9 +125,14 @@ async def _async_stable_ids(hass: HomeAssistant, entry: ConfigEntry) -> None:
 
     await er.async_migrate_entries(hass, entry.entry_id, move)
     devices = dr.async_get(hass)
-    device = devices.async_get_device(identifiers={(DOMAIN, entry.entry_id)})
     new_identifier = device_identifier(microgrid_id)
-    if device is not None and devices.async_get_device({new_identifier}) is None:
+    # Looked up among the entry's own devices: `async_get_device` by
+    # identifier is deprecated, its successor is missing in HA 2025.6.
+    own = dr.async_entries_for_config_entry(devices, entry.entry_id)
+    device = next((d for d in own if (DOMAIN, entry.entry_id) in d.identifiers), None)
+    every: Any = devices.devices  # a mapping by device id (typed otherwise)
+    taken = any(new_identifier in d.identifiers for d in every.values())
+    if device is not None and not taken:
         # The device keeps its ID: device triggers and conditions name it.
         devices.async_update_device(device.id, new_identifiers={new_identifier})
     hass.config_entries.async_update_entry(entry, minor_version=MINOR_VERSION)
