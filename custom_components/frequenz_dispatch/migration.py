@@ -8,6 +8,7 @@
   automations store) stay.
 """
 
+from collections.abc import Mapping
 import hashlib
 from typing import Any
 
@@ -130,8 +131,10 @@ async def _async_stable_ids(hass: HomeAssistant, entry: ConfigEntry) -> None:
     # identifier is deprecated, its successor is missing in HA 2025.6.
     own = dr.async_entries_for_config_entry(devices, entry.entry_id)
     device = next((d for d in own if (DOMAIN, entry.entry_id) in d.identifiers), None)
-    every: Any = devices.devices  # a mapping by device id (typed otherwise)
-    taken = any(new_identifier in d.identifiers for d in every.values())
+    # A collection of entries since HA 2026.x; a mapping by id before.
+    every: Any = devices.devices
+    entries = every.values() if isinstance(every, Mapping) else every
+    taken = any(new_identifier in d.identifiers for d in entries)
     if device is not None and not taken:
         # The device keeps its ID: device triggers and conditions name it.
         devices.async_update_device(device.id, new_identifiers={new_identifier})
