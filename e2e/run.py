@@ -25,7 +25,10 @@ directory, then drives Debian's Chromium with Playwright like a person would:
    filled in the form (microgrid, type, start date and time, target), the
    response names the new dispatch, which the simulator and HA then have;
    ``frequenz_dispatch.delete_dispatch`` removes it from both; still no
-   repair issue.
+   repair issue;
+10. integration page -> "Add payload sensor": ``power_kw`` of Battery charge
+   dispatches on BATTERY targets, as power in kW; the sensor's dialog shows
+   the sample battery charge's -50 kW while it runs.
 
 Written for the Home Assistant 2026.11 frontend (required fields' labels end
 in ``*``, the new device's page opens after the flow).
@@ -786,6 +789,64 @@ def watch_dispatch(
     clock.step("the automation made in the editor fired on its device trigger")
 
 
+PAYLOAD_SENSOR = "Battery charge power_kw on BATTERY"
+"""The payload sensor's name (subentry_flow.py: "<type> <key> on <target>")."""
+SAMPLE_POWER_KW = -50
+"""The sample battery charge's ``power_kw`` (dispatch_sim/sample_seed.json)."""
+
+
+def choose(page: Page, label: str, option: str) -> None:
+    """Open the dropdown with this label and pick the option with this text."""
+    page.get_by_text(re.compile(rf"^{re.escape(label)}\s*\*?$")).first.click()
+    page.get_by_text(option, exact=True).last.click()
+    value = page.get_by_text(option, exact=True).first
+    expect(value).to_be_visible()
+
+
+def add_payload_sensor(page: Page, base_url: str, clock: Stopwatch) -> None:
+    """Integration page -> "Add payload sensor": the battery charge's power_kw.
+
+    On BATTERY targets, as power in kW, the smallest value while several run
+    (the sample charges at -50 kW, this test's own dispatch at -25 kW).
+    """
+    page.goto(f"{base_url}/config/integrations/integration/frequenz_dispatch")
+    page.get_by_role("button", name="Add payload sensor").click()
+    expect(page.get_by_text("Add a payload sensor", exact=True)).to_be_visible()
+    choose(page, "Dispatch type", "Battery charge (BATTERY_CHARGE)")
+    fill_form(page, {"Payload key": "power_kw", "Target (optional)": "BATTERY"})
+    choose(page, "Kind of value", "Power")
+    fill_form(page, {"Unit": "kW"})
+    choose(page, "When several dispatches run", "The smallest value")
+    page.wait_for_timeout(500)
+    shot(page, "14-payload-sensor-form.png", clock)
+    page.get_by_role("button", name="Submit").click()
+    expect(
+        page.get_by_text(f"Created configuration for {PAYLOAD_SENSOR}.", exact=True)
+    ).to_be_visible()
+    page.get_by_role("button", name="Finish").click()
+    # The subentry is listed on the integration page, under the microgrid.
+    expect(page.get_by_text(PAYLOAD_SENSOR, exact=True).first).to_be_visible()
+    clock.step(f"added the payload sensor {PAYLOAD_SENSOR!r} from the integration page")
+
+
+def check_payload_sensor(
+    page: Page, base_url: str, device_id: str, clock: Stopwatch
+) -> None:
+    """The device page shows the sample battery charge's power as the sensor's state."""
+    page.goto(f"{base_url}/config/devices/device/{device_id}")
+    page.get_by_text(re.compile(rf"{re.escape(PAYLOAD_SENSOR)}\s*$")).first.click()
+    dialog = page.locator("ha-more-info-dialog")
+    expect(dialog.get_by_text(PAYLOAD_SENSOR, exact=True).first).to_be_visible()
+    # The sample starts a minute after the simulator: wait for it if needed.
+    state = dialog.locator("state-card-content").first
+    shown = re.compile(rf"{SAMPLE_POWER_KW}(\.0+)?\s*kW")
+    expect(state).to_contain_text(shown, timeout=90_000)
+    page.wait_for_timeout(1000)
+    shot(page, "15-payload-sensor-value.png", clock)
+    page.keyboard.press("Escape")
+    clock.step(f"{PAYLOAD_SENSOR!r} shows the sample's {SAMPLE_POWER_KW} kW")
+
+
 def run_steps(page: Page, base_url: str, sim_url: str, clock: Stopwatch) -> None:
     """The test's steps, in order, in one browser page."""
     onboard(page, base_url, clock)
@@ -801,6 +862,8 @@ def run_steps(page: Page, base_url: str, sim_url: str, clock: Stopwatch) -> None
     check_calendar(page, base_url, dispatch_id, clock)
     check_logbook(page, base_url, dispatch_id, clock)
     actions_create_and_delete(page, base_url, sim_url, clock)
+    add_payload_sensor(page, base_url, clock)
+    check_payload_sensor(page, base_url, device_id, clock)
     check_no_repairs(page, clock)
 
 

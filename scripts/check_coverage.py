@@ -1,4 +1,4 @@
-"""Fail unless every module of the integration has at least 95% line coverage.
+"""Fail unless every module of the integration has more than 95% line coverage.
 
 Reads coverage's JSON report (`pytest --cov --cov-report=json:<file>`), as
 `scripts/test` writes it on the main leg. Only the integration's modules
@@ -16,16 +16,8 @@ import sys
 
 PACKAGE = "custom_components/frequenz_dispatch/"
 MINIMUM = 95.0
-PENDING = {
-    PACKAGE + "calendar.py": (
-        "its handlers of a schedule or event that raises (no known input"
-        " reaches them) are not covered yet"
-    ),
-}
-"""Modules allowed under the minimum for now, each with the reason (printed).
-
-While one is listed, quality_scale.yaml's `test-coverage` stays `todo`.
-"""
+COMPLETE = (PACKAGE + "config_flow.py",)
+"""Modules that must be covered entirely (`config-flow-test-coverage`)."""
 
 
 def module_coverage(report: dict[str, object]) -> dict[str, float]:
@@ -56,15 +48,18 @@ def main() -> int:
     if not modules:
         print(f"check_coverage: no module of {PACKAGE} in {args.report}")
         return 1
-    low = {path: pct for path, pct in sorted(modules.items()) if pct < args.minimum}
+    # HA's rule: "above 95%", so exactly the minimum is not enough.
+    low = {path: pct for path, pct in sorted(modules.items()) if pct <= args.minimum}
     for path, pct in low.items():
-        print(f"check_coverage: {path} {pct:.1f}% < {args.minimum:.0f}%")
-    for path in sorted(PENDING.keys() & low.keys()):
-        print(f"check_coverage:   pending: {PENDING[path]}")
-        del low[path]
+        print(f"check_coverage: {path} {pct:.2f}% is not above {args.minimum:g}%")
+    for path in COMPLETE:
+        if modules.get(path, 0.0) < 100.0:
+            print(f"check_coverage: {path} {modules.get(path, 0.0):.2f}% is not 100%")
+            low[path] = modules.get(path, 0.0)
+    lowest = min(modules.items(), key=lambda pair: pair[1])
     print(
         f"check_coverage: {len(modules) - len(low)} of {len(modules)} modules"
-        f" at {args.minimum:.0f}% or more or pending"
+        f" above {args.minimum:g}% (lowest: {lowest[0]} {lowest[1]:.2f}%)"
     )
     return 1 if low else 0
 

@@ -49,6 +49,26 @@ async def _events(
     return events
 
 
+async def _wait_for_event(hass: HomeAssistant, summary: str) -> None:
+    """Wait until the calendar's state shows the event with this summary."""
+    await wait_for(
+        hass,
+        lambda: (
+            (s := hass.states.get(CALENDAR)) is not None
+            and s.attributes.get("message") == summary
+        ),
+        f"the calendar showing {summary!r}",
+    )
+
+
+def _assert_no_event(hass: HomeAssistant) -> None:
+    """The calendar is off and shows no event."""
+    state = hass.states.get(CALENDAR)
+    assert state is not None
+    assert state.state == "off"
+    assert "message" not in state.attributes
+
+
 def _utc(value: str) -> datetime:
     parsed = dt_util.parse_datetime(value)
     assert parsed is not None
@@ -172,10 +192,7 @@ async def test_state_follows_the_runs(
     assert state.attributes["message"] == "PV curtailment"
 
     await go_to(hass, freezer, t0 + timedelta(minutes=22))
-    state = hass.states.get(CALENDAR)
-    assert state is not None
-    assert state.state == "off"
-    assert "message" not in state.attributes
+    _assert_no_event(hass)
 
     # A new dispatch shows up at once, without waiting for a timer.
     create_dispatch(
@@ -184,14 +201,7 @@ async def test_state_follows_the_runs(
         start_time=t0 + timedelta(hours=1),
         duration=timedelta(minutes=5),
     )
-    await wait_for(
-        hass,
-        lambda: (
-            (s := hass.states.get(CALENDAR)) is not None
-            and s.attributes.get("message") == "EV charging limit"
-        ),
-        "next event",
-    )
+    await _wait_for_event(hass, "EV charging limit")
 
 
 async def test_a_year_of_a_minutely_dispatch_is_capped(
@@ -415,6 +425,51 @@ async def test_a_dispatch_that_fails_is_left_out_of_the_query(
             assert summaries == ["Battery charge"] * 2 + ["FCR", "Battery charge"]
     left_out = [r for r in caplog.records if "left out of the calendar" in r.message]
     assert len(left_out) == (1 if raises else 0)
+
+
+async def test_an_event_that_cannot_be_shown_leaves_the_rest_working(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An open-ended dispatch starting in the year 9999 has no end to show.
+
+    Its event would end past what a datetime holds: it is left out of the
+    state and of every query, with one warning per version, and every other
+    dispatch is shown as before.
+    """
+    far = datetime(9999, 12, 1, tzinfo=UTC)
+    far_id = create_dispatch(dispatch_server, start_time=far, duration=None)
+    await setup_and_follow(hass, entry_data, dispatch_server)
+
+    # The next run is the one that cannot be shown: no event, state off.
+    _assert_no_event(hass)
+    assert await _events(hass, far - timedelta(days=1), far + timedelta(days=1)) == []
+
+    # Another dispatch is shown, in the state and in the queries.
+    create_dispatch(
+        dispatch_server,
+        type="FCR",
+        start_time=t0 + timedelta(hours=1),
+        duration=timedelta(hours=1),
+    )
+    await _wait_for_event(hass, "FCR")
+    events = await _events(hass, t0, far + timedelta(days=1))
+    assert [e["summary"] for e in events] == ["FCR"]
+
+    # One warning for the dispatch left out, however often it is asked for.
+    await _events(hass, far - timedelta(days=1), far + timedelta(days=1))
+    left_out = [
+        r.getMessage()
+        for r in caplog.records
+        if "left out of the calendar" in r.getMessage()
+    ]
+    assert left_out == [
+        f"Dispatch {far_id} is left out of the calendar: "
+        "OverflowError('date value out of range')"
+    ]
 
 
 async def test_state_is_written_only_when_its_event_changes(
