@@ -290,6 +290,21 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
     # A normal dispatch still arrives on the recovered stream.
     later = _create(dispatch_server, start_time=t0 + 60 * MINUTE, duration=MINUTE)
     await wait_for(hass, lambda: later in coordinator.dispatches(), "stream recovered")
+    assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None
+
+    # Small again, it arrives; the next listing (the daily one) clears the issue.
+    del raw.data.payload["blob"]
+    raw.metadata.update_time.FromDatetime((now + MINUTE).replace(tzinfo=None))
+    dispatch_server.insert_raw(MICROGRID_ID, raw)
+    await wait_for(hass, lambda: held in coordinator.dispatches(), "small again")
+    assert recorder.kinds(held) == ["started", "stopped", "created", "started"]
+    now += timedelta(hours=26)
+    await _go_to(hass, freezer, now)
+    await wait_for(
+        hass,
+        lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None,
+        "the repair issue to clear",
+    )
 
 
 async def test_starts_and_stops_are_saved_at_once(

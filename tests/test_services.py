@@ -13,9 +13,16 @@ from homeassistant.util import dt as dt_util
 import pytest
 
 from custom_components.frequenz_dispatch.const import DOMAIN
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
-from .common import MICROGRID_ID, create_dispatch, setup_and_follow, wait_for
+from .common import (
+    MICROGRID_ID,
+    EventRecorder,
+    create_dispatch,
+    setup_and_follow,
+    wait_for,
+)
 
 
 async def _call(
@@ -280,14 +287,21 @@ async def test_rejected_write_is_an_error_without_reauth(
     assert dispatch_server.dispatches(MICROGRID_ID) == []
 
 
+async def _far_east(
+    hass: HomeAssistant, entry_data: dict[str, Any], server: DispatchSimulator
+) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:
+    """Set up an entry in UTC+14, where local year 1 begins in UTC's year 0."""
+    await hass.config.async_set_time_zone("Pacific/Kiritimati")
+    return await setup_and_follow(hass, entry_data, server)
+
+
 async def test_dates_beyond_what_utc_holds_and_other_refusals_name_the_field(
     hass: HomeAssistant,
     t0: datetime,
     entry_data: dict[str, Any],
     dispatch_server: DispatchSimulator,
 ) -> None:
-    await hass.config.async_set_time_zone("Pacific/Kiritimati")  # UTC+14
-    coordinator, _ = await setup_and_follow(hass, entry_data, dispatch_server)
+    coordinator, _ = await _far_east(hass, entry_data, dispatch_server)
     entry = coordinator.config_entry
     base = {
         "config_entry_id": entry.entry_id,
@@ -311,3 +325,71 @@ async def test_dates_beyond_what_utc_holds_and_other_refusals_name_the_field(
     with pytest.raises(ServiceValidationError) as err:
         await _call(hass, "create_dispatch", base)
     assert err.value.translation_key == "entry_not_loaded"
+
+
+async def test_update_and_list_refusals_name_the_field(
+    hass: HomeAssistant,
+    t0: datetime,
+    entry_data: dict[str, Any],
+    dispatch_server: DispatchSimulator,
+) -> None:
+    """Changes and queries are checked as creations are; nothing is written."""
+    coordinator, recorder = await _far_east(hass, entry_data, dispatch_server)
+    entry_id = coordinator.config_entry.entry_id
+    created = await _call(
+        hass,
+        "create_dispatch",
+        {
+            "config_entry_id": entry_id,
+            "type": "BATTERY_CHARGE",
+            "start_time": (t0 + timedelta(hours=1)).isoformat(),
+            "duration": "0:30",
+            "target": [1],
+            "frequency": "daily",
+            "until": (t0 + timedelta(days=3)).isoformat(),
+        },
+        response=True,
+    )
+    (stored,) = dispatch_server.dispatches(MICROGRID_ID)
+    end_criteria = stored.recurrence.end_criteria
+    assert end_criteria is not None
+    assert end_criteria.until == t0 + timedelta(days=3)
+    dispatch = {"config_entry_id": entry_id, "dispatch_id": created["dispatch_id"]}
+    for data, key, field in (
+        ({"open_ended": True, "duration": "1:00"}, "duration_and_open_ended", None),
+        # Local midnight of 1 January of year 1 is in year 0 in UTC.
+        ({"start_time": "0001-01-01 00:00:00"}, "invalid_field", "start_time"),
+        ({"target": ["TOASTER"]}, "invalid_field", "target"),
+    ):
+        with pytest.raises(ServiceValidationError) as err:
+            await _call(hass, "update_dispatch", {**dispatch, **data})
+        assert err.value.translation_key == key
+        assert (err.value.translation_placeholders or {}).get("field") == field
+    assert dispatch_server.dispatches(MICROGRID_ID) == [stored]
+    assert recorder.of("updated") == []
+
+    with pytest.raises(ServiceValidationError) as err:
+        await _call(
+            hass,
+            "list_dispatches",
+            {
+                "config_entry_id": entry_id,
+                "start": t0.isoformat(),
+                "end": t0.isoformat(),
+            },
+            response=True,
+        )
+    assert err.value.translation_key == "end_before_start"
+
+    # A valid change of target and start goes through.
+    await _call(
+        hass,
+        "update_dispatch",
+        {
+            **dispatch,
+            "target": ["BATTERY"],
+            "start_time": (t0 + timedelta(hours=2)).isoformat(),
+        },
+    )
+    await wait_for(hass, lambda: len(recorder.of("updated")) == 1, "updated")
+    assert recorder.of("updated")[0]["target"] == ["BATTERY"]

@@ -508,6 +508,21 @@ async def test_form_refuses_bad_input(
         result["flow_id"], {"dispatch_type": "X", "target": " "}
     )
     assert result["errors"] == {"target": "invalid_target"}
+    result = await flows.async_configure(
+        result["flow_id"], {"dispatch_type": " ", "target": "BATTERY"}
+    )
+    assert result["errors"] == {"dispatch_type": "invalid_type"}
+    # Changing one: the same errors, and the form again until the input is fine.
+    sensor = await add_subentry(hass, entry, "setpoint", _setpoint("X", "a"))
+    subentry_id = subentry_id_of(hass, sensor)
+    result = await _reconfigure(hass, entry, subentry_id)
+    result = await flows.async_configure(result["flow_id"], _setpoint("X", "a.."))
+    assert result["type"] is FlowResultType.FORM
+    assert result["step_id"] == "reconfigure"
+    assert result["errors"] == {"payload_key": "invalid_payload_key"}
+    result = await flows.async_configure(result["flow_id"], _setpoint("X", "a.b"))
+    assert result["type"] is FlowResultType.ABORT
+    assert entry.subentries[subentry_id].data["payload_key"] == "a.b"
     # The unit of a kind is normalised; the title names type, key and target.
     result = await flows.async_init(
         (entry.entry_id, "setpoint"), context={"source": "user"}

@@ -6,6 +6,7 @@ page); their entities come and go without reloading the entry (subentries.py).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,8 +47,9 @@ def _choice(options: list[str], key: str) -> SelectSelector:
 class _SubentryFlow(ConfigSubentryFlow):
     """The steps both subentry types share: one form for add and reconfigure."""
 
+    @abstractmethod
     def _fields(self) -> dict[vol.Marker, Any]:
-        raise NotImplementedError
+        """The form's fields, for add and reconfigure."""
 
     def _check(self, data: dict[str, Any]) -> dict[str, str]:
         """Normalise `data` in place; return form errors (empty: fine)."""
@@ -61,8 +63,9 @@ class _SubentryFlow(ConfigSubentryFlow):
         data[CONF_TARGET] = "" if target is None else str(target)
         return {}
 
+    @abstractmethod
     def _title(self, data: Mapping[str, Any]) -> str:
-        raise NotImplementedError
+        """The subentry's title (its entity's name)."""
 
     def _type_selector(self) -> SelectSelector:
         """The known types, and any other typed in."""
