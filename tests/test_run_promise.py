@@ -174,6 +174,7 @@ async def test_an_upgraded_install_repeats_no_start(
     entry_data: dict[str, Any],
     hass_storage: dict[str, Any],
     t0: datetime,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The previous version kept the told runs in the dispatch cache: read once."""
     running = create_dispatch(
@@ -187,11 +188,21 @@ async def test_an_upgraded_install_repeats_no_start(
     # The previous version's files: runs in the cache, no store of their own.
     del hass_storage[f"{key}.runs"]
     hass_storage[key]["data"]["runs"] = {
-        str(running): [(t0 - MINUTE).isoformat(), (t0 + 9 * MINUTE).isoformat()]
+        str(running): [(t0 - MINUTE).isoformat(), (t0 + 9 * MINUTE).isoformat()],
+        # Unreadable items are skipped (and logged); the rest is taken over.
+        "98": ["not a time", None],
+        "99": "garbage",
+        "x": [(t0 - MINUTE).isoformat(), None],
     }
     assert await hass.config_entries.async_setup(entry_id)
     await hass.async_block_till_done()
     assert recorder.kinds(running) == ["started"]
+    assert [
+        r.getMessage() for r in caplog.records if "unreadable" in r.getMessage()
+    ] == [
+        f"Skipping an unreadable stored run of dispatch {item!r}"
+        for item in ("98", "99", "x")
+    ]
     # Moved to the new store at once.
     assert list(hass_storage[f"{key}.runs"]["data"]["runs"]) == [str(running)]
     assert await hass.config_entries.async_remove(entry_id)

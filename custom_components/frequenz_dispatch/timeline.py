@@ -101,11 +101,6 @@ class Timeline:
         """The dispatches whose transition is due at `now`; they are removed."""
         return self._heap.pop_due(now)
 
-    @property
-    def armed_at(self) -> datetime | None:
-        """When the HA timer fires next, None when disarmed."""
-        return self._armed_at
-
     @callback
     def arm(self) -> None:
         """Arm the HA timer for the earliest transition (if not armed already)."""
