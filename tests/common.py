@@ -140,6 +140,27 @@ async def go_to(
     await hass.async_block_till_done()
 
 
+async def step_clock(
+    hass: HomeAssistant,
+    freezer: FrozenDateTimeFactory,
+    now: datetime,
+    step: timedelta,
+    until: datetime,
+    done: Callable[[], bool] = lambda: False,
+    real: float = 0.0,
+) -> datetime:
+    """Move the frozen clock on by `step` until `until`, or until `done()` holds.
+
+    Each step fires HA's timers due by then and lets real I/O run for `real`
+    seconds (gRPC calls answer in real time). Returns the clock's new time.
+    """
+    while now < until and not done():
+        now += step
+        await go_to(hass, freezer, now)
+        await settle(hass, real)
+    return now
+
+
 async def setup_and_follow(
     hass: HomeAssistant, entry_data: dict[str, Any], dispatch_server: DispatchSimulator
 ) -> tuple[FrequenzDispatchCoordinator, EventRecorder]:

@@ -26,6 +26,7 @@ from .common import (
     settle,
     setup_and_follow as _setup,
     setup_entry,
+    step_clock,
     wait_for,
 )
 
@@ -508,25 +509,32 @@ async def test_key_revoked_at_runtime_retries_then_starts_reauth(
         flows = hass.config_entries.flow.async_progress()
         return [flow["context"]["source"] for flow in flows]
 
-    now = t0
-    while now < t0 + timedelta(minutes=9):
-        now += timedelta(seconds=30)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.05)
+    half_minute = timedelta(seconds=30)
+    now = await step_clock(
+        hass, freezer, t0, half_minute, t0 + timedelta(minutes=9), real=0.05
+    )
     assert reauth_flows() == []  # a transient error must not need a new key
-    while now < t0 + timedelta(minutes=12) and not reauth_flows():
-        now += timedelta(seconds=30)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.05)
+    now = await step_clock(
+        hass,
+        freezer,
+        now,
+        half_minute,
+        t0 + timedelta(minutes=12),
+        done=lambda: bool(reauth_flows()),
+        real=0.05,
+    )
     assert reauth_flows() == ["reauth"]
     # Retries go on while the flow waits: the key works again, we are back.
     dispatch_server.api_key = API_KEY
-    for _ in range(10):
-        now += timedelta(seconds=60)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.1)
-        if _connected(coordinator):
-            break
+    await step_clock(
+        hass,
+        freezer,
+        now,
+        timedelta(minutes=1),
+        now + timedelta(minutes=10),
+        done=lambda: _connected(coordinator),
+        real=0.1,
+    )
     assert _connected(coordinator)
     assert reauth_flows() == ["reauth"]  # one flow, never a second
     # The known dispatch kept running; nothing was reported as deleted.
@@ -736,11 +744,15 @@ async def test_a_stream_that_always_rejects_the_key_leads_to_reauth(
         flows = hass.config_entries.flow.async_progress()
         return [flow["context"]["source"] for flow in flows]
 
-    now = t0
-    while now < t0 + timedelta(minutes=12) and not reauth_flows():
-        now += timedelta(seconds=5)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.02)
+    await step_clock(
+        hass,
+        freezer,
+        t0,
+        timedelta(seconds=5),
+        t0 + timedelta(minutes=12),
+        done=lambda: bool(reauth_flows()),
+        real=0.02,
+    )
     assert reauth_flows() == ["reauth"]
     # Back-off up to a minute: about 15 listings in 11 minutes, not 110.
     assert dispatch_server.list_calls - lists <= 20

@@ -20,6 +20,7 @@ from pytest_homeassistant_custom_component.typing import WebSocketGenerator
 
 from custom_components.frequenz_dispatch import device_condition, device_trigger
 from custom_components.frequenz_dispatch.const import DOMAIN
+from custom_components.frequenz_dispatch.coordinator import FrequenzDispatchCoordinator
 from dispatch_sim.server import DispatchSimulator
 
 from .common import create_dispatch, go_to, setup_and_follow, wait_for
@@ -306,6 +307,22 @@ async def test_a_device_not_ours_is_a_translated_error(
         )
 
 
+async def _change_payload(
+    hass: HomeAssistant,
+    server: DispatchSimulator,
+    coordinator: FrequenzDispatchCoordinator,
+    dispatch_id: int,
+    payload: dict[str, Any],
+) -> None:
+    """Change a dispatch's payload on the server; wait until HA holds it."""
+    server.update(42, dispatch_id, payload=payload)
+    await wait_for(
+        hass,
+        lambda: coordinator.dispatches()[dispatch_id].dispatch.payload == payload,
+        f"payload {payload} of dispatch {dispatch_id}",
+    )
+
+
 async def test_payload_changed_while_running(
     hass: HomeAssistant,
     freezer: FrozenDateTimeFactory,
@@ -378,12 +395,7 @@ async def test_payload_changed_while_running(
     # not running yet, one of another type.
     dispatch_server.update(42, running, duration=timedelta(minutes=40))
     dispatch_server.update(42, later, payload={"max_current_a": 6})
-    dispatch_server.update(42, other, payload={"power_w": 2})
-    await wait_for(
-        hass,
-        lambda: coordinator.dispatches()[other].dispatch.payload == {"power_w": 2},
-        "updates",
-    )
+    await _change_payload(hass, dispatch_server, coordinator, other, {"power_w": 2})
     assert fired == []
     # Once it has started, the later one's changes count too.
     await go_to(hass, freezer, t0 + timedelta(minutes=5))
@@ -393,25 +405,15 @@ async def test_payload_changed_while_running(
     fired.clear()
     # Stopped, it no longer counts: a change after its stop does not fire.
     await go_to(hass, freezer, t0 + timedelta(minutes=41))
-    dispatch_server.update(42, running, payload={"max_current_a": 3})
-    await wait_for(
-        hass,
-        lambda: (
-            coordinator.dispatches()[running].dispatch.payload == {"max_current_a": 3}
-        ),
-        "update after the stop",
+    await _change_payload(
+        hass, dispatch_server, coordinator, running, {"max_current_a": 3}
     )
     assert fired == []
     # The automation turned off: its trigger is detached, nothing fires.
     await hass.services.async_call(
         "automation", "turn_off", {"entity_id": "all"}, blocking=True
     )
-    dispatch_server.update(42, later, payload={"max_current_a": 5})
-    await wait_for(
-        hass,
-        lambda: (
-            coordinator.dispatches()[later].dispatch.payload == {"max_current_a": 5}
-        ),
-        "update after turn off",
+    await _change_payload(
+        hass, dispatch_server, coordinator, later, {"max_current_a": 5}
     )
     assert fired == []

@@ -40,6 +40,7 @@ from .common import (
     settle,
     setup_and_follow as _setup,
     setup_entry,
+    step_clock,
     wait_for,
 )
 from .conftest import DOMAIN
@@ -225,12 +226,15 @@ async def test_a_long_outage_raises_a_repair_issue_that_clears_itself(
     assert issue.translation_key == "api_unreachable"
     await dispatch_server.start()
     now = t0 + timedelta(hours=6, minutes=1)
-    for _ in range(30):
-        now += timedelta(seconds=10)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.05)
-        if _connected(coordinator):
-            break
+    await step_clock(
+        hass,
+        freezer,
+        now,
+        timedelta(seconds=10),
+        now + timedelta(minutes=5),
+        done=lambda: _connected(coordinator),
+        real=0.05,
+    )
     await wait_for(
         hass, lambda: issues.async_get_issue(DOMAIN, issue_id) is None, "cleared"
     )
@@ -270,13 +274,15 @@ async def test_a_dispatch_too_large_to_receive_is_skipped_and_named(
     raw.data.payload.update({"blob": "x" * (17 * 1024 * 1024)})
     raw.metadata.update_time.FromDatetime((t0 + MINUTE).replace(tzinfo=None))
     dispatch_server.insert_raw(MICROGRID_ID, raw)
-    now = t0
-    for _ in range(30):
-        now += timedelta(seconds=5)
-        await _go_to(hass, freezer, now)
-        await settle(hass, 0.05)
-        if ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None:
-            break
+    now = await step_clock(
+        hass,
+        freezer,
+        t0,
+        timedelta(seconds=5),
+        t0 + timedelta(seconds=150),
+        done=lambda: ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is not None,
+        real=0.05,
+    )
     issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert issue.translation_placeholders == {

@@ -27,9 +27,11 @@ from .common import (
     go_to,
     settle,
     setup_and_follow,
+    step_clock,
     wait_for,
 )
 
+SECOND = timedelta(seconds=1)
 LIST = "ListMicrogridDispatches"
 STREAM = "StreamMicrogridDispatches"
 
@@ -76,30 +78,30 @@ async def test_change_right_after_the_first_listing_is_seen(
     # Not a task HA waits for: the test must move the clock meanwhile.
     setup = asyncio.ensure_future(hass.config_entries.async_setup(entry.entry_id))
     # The simulator's delay runs on the loop's (frozen) clock: move it on.
-    now = t0
-    while _responses(dispatch_server, LIST) == 0:
-        now = await _tick(hass, freezer, now)
-        assert now < t0 + timedelta(seconds=10), "no listing"
+    tick, limit = timedelta(seconds=0.1), t0 + timedelta(seconds=10)
+    now = await step_clock(
+        hass,
+        freezer,
+        t0,
+        tick,
+        limit,
+        done=lambda: _responses(dispatch_server, LIST) > 0,
+        real=0.05,
+    )
+    assert _responses(dispatch_server, LIST) > 0, "no listing"
     # The first listing was answered: a change now.
     new_id = create_dispatch(
         dispatch_server, start_time=t0 + timedelta(hours=1), duration=None
     )
-    while not setup.done() or "created" not in recorder.kinds(new_id):
-        now = await _tick(hass, freezer, now)
-        assert now < t0 + timedelta(seconds=10), "the new dispatch was not seen"
+
+    def seen() -> bool:
+        return setup.done() and "created" in recorder.kinds(new_id)
+
+    await step_clock(hass, freezer, now, tick, limit, done=seen, real=0.05)
+    assert seen(), "the new dispatch was not seen"
     assert entry.state is ConfigEntryState.LOADED
     assert _state(hass, new_id) is not None
     assert _requests(dispatch_server, LIST) == 1  # no re-list
-
-
-async def _tick(
-    hass: HomeAssistant, freezer: FrozenDateTimeFactory, now: datetime
-) -> datetime:
-    """A tenth of a second passes, on the clock and (a little) for real."""
-    now += timedelta(seconds=0.1)
-    await go_to(hass, freezer, now)
-    await settle(hass, 0.05)
-    return now
 
 
 async def test_an_idle_hour_costs_one_listing_and_keeps_one_stream(
@@ -135,10 +137,9 @@ async def test_one_safety_listing_a_day_on_the_same_stream(
         dispatch_server, start_time=t0 + timedelta(days=3), duration=None
     )
     _coordinator, recorder = await setup_and_follow(hass, entry_data, dispatch_server)
-    now = t0
-    while now < t0 + timedelta(hours=23):
-        now += timedelta(minutes=10)
-        await go_to(hass, freezer, now)
+    now = await step_clock(
+        hass, freezer, t0, timedelta(minutes=10), t0 + timedelta(hours=23)
+    )
     await settle(hass, 0.1)
     assert _requests(dispatch_server, LIST) == 1
     # A change the stream never told (the simulator changes its data quietly).
@@ -146,9 +147,9 @@ async def test_one_safety_listing_a_day_on_the_same_stream(
     raw.data.payload.update({"power_w": 5})
     raw.metadata.update_time.FromDatetime(now.replace(tzinfo=None))
     dispatch_server.insert_raw(MICROGRID_ID, raw, notify=False)
-    while now < t0 + timedelta(hours=25, minutes=1):
-        now += timedelta(minutes=2)
-        await go_to(hass, freezer, now)
+    await step_clock(
+        hass, freezer, now, timedelta(minutes=2), t0 + timedelta(hours=25, minutes=1)
+    )
     await wait_for(hass, lambda: "updated" in recorder.kinds(kept), "safety listing")
     assert _requests(dispatch_server, LIST) == 2
     assert _requests(dispatch_server, STREAM) == 1
@@ -170,16 +171,16 @@ async def test_a_quota_error_on_a_relist_deletes_nothing(
     recorder.clear()
     dispatch_server.exceed_quota(1000)
     await dispatch_server.break_streams()
-    now = t0
-    while dispatch_server.pending_failures == 1000:
-        now += timedelta(seconds=1)
-        await go_to(hass, freezer, now)
-        await settle(hass, 0.05)
-        assert now < t0 + timedelta(minutes=1), "no re-list was tried"
+
+    def relisted() -> bool:
+        return dispatch_server.pending_failures != 1000
+
+    now = await step_clock(
+        hass, freezer, t0, SECOND, t0 + timedelta(minutes=1), relisted, real=0.05
+    )
+    assert relisted(), "no re-list was tried"
     # Keep retrying against the quota for a while.
-    for _ in range(30):
-        now += timedelta(seconds=2)
-        await go_to(hass, freezer, now)
+    now = await step_clock(hass, freezer, now, 2 * SECOND, now + 60 * SECOND)
     await settle(hass, 0.2)
     assert recorder.kinds() == []
     assert _state(hass, first) == STATE_ON
@@ -194,11 +195,16 @@ async def test_a_quota_error_on_a_relist_deletes_nothing(
     dispatch_server.delete(MICROGRID_ID, second)
     longest = RETRY_DELAYS[-1] * 1.5  # with the most jitter
     deadline = now + timedelta(seconds=longest + 10)
-    while not _connected(coordinator):
-        now += timedelta(seconds=5)
-        await go_to(hass, freezer, now)
-        await settle(hass, 0.05)
-        assert now < deadline, "not retried after the quota lifted"
+    await step_clock(
+        hass,
+        freezer,
+        now,
+        5 * SECOND,
+        deadline,
+        done=lambda: _connected(coordinator),
+        real=0.05,
+    )
+    assert _connected(coordinator), "not retried after the quota lifted"
     await wait_for(hass, lambda: "deleted" in recorder.kinds(), "reconciled")
     assert recorder.kinds(second) == ["stopped", "deleted"]
     assert recorder.kinds(first) == []

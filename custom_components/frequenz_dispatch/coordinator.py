@@ -61,6 +61,7 @@ from .const import (
 )
 from .event_data import dispatch_data, run_data, unknown_dispatch_data
 from .ledger import RunLedger, Transition
+from .lookup import entry_device
 from .migration import duplicate_issue_id
 from .reporter import EventReporter
 from .run_store import RunStore, StoredRuns, told_from_runs
@@ -906,17 +907,8 @@ async def async_forget_entry(
         microgrid_id = int(entry.data[CONF_MICROGRID_ID])
         # The entry's own device (an unmigrated duplicate entry's microgrid
         # has another entry's device, which is not named then).
-        identifier = device_identifier(microgrid_id)
-        device_id = next(
-            (
-                device.id
-                for device in dr.async_entries_for_config_entry(
-                    dr.async_get(hass), entry.entry_id
-                )
-                if identifier in device.identifiers
-            ),
-            None,
-        )
+        device = entry_device(hass, entry.entry_id, device_identifier(microgrid_id))
+        device_id = None if device is None else device.id
         ledger: Ledger = RunLedger(told)
         for transition in ledger.sync({}):
             hass.bus.async_fire(

@@ -40,6 +40,19 @@ def entry_id_of_device(hass: HomeAssistant, device_id: str) -> str | None:
 
 
 @callback
+def entry_device(
+    hass: HomeAssistant, entry_id: str, identifier: tuple[str, str]
+) -> dr.DeviceEntry | None:
+    """The config entry's own device with this identifier, None if it has none.
+
+    Looked up among the entry's devices: `async_get_device` by identifier is
+    deprecated, and its successor is missing in HA 2025.6.
+    """
+    devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry_id)
+    return next((d for d in devices if identifier in d.identifiers), None)
+
+
+@callback
 def check_microgrid_device(hass: HomeAssistant, device_id: str) -> None:
     """Raise the translated error of device automations on a foreign device."""
     if entry_id_of_device(hass, device_id) is None:

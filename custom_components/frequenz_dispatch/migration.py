@@ -30,6 +30,7 @@ from .const import (
     entity_unique_id,
     type_sensor_key,
 )
+from .lookup import entry_device
 
 DUPLICATE_ISSUE = "duplicate_microgrid"
 """Repair issue (id prefix and translation key): a second entry for one microgrid."""
@@ -127,10 +128,7 @@ async def _async_stable_ids(hass: HomeAssistant, entry: ConfigEntry) -> None:
     await er.async_migrate_entries(hass, entry.entry_id, move)
     devices = dr.async_get(hass)
     new_identifier = device_identifier(microgrid_id)
-    # Looked up among the entry's own devices: `async_get_device` by
-    # identifier is deprecated, its successor is missing in HA 2025.6.
-    own = dr.async_entries_for_config_entry(devices, entry.entry_id)
-    device = next((d for d in own if (DOMAIN, entry.entry_id) in d.identifiers), None)
+    device = entry_device(hass, entry.entry_id, (DOMAIN, entry.entry_id))
     # A collection of entries since HA 2026.x; a mapping by id before.
     every: Any = devices.devices
     entries = every.values() if isinstance(every, Mapping) else every

@@ -13,7 +13,7 @@ from collections.abc import AsyncGenerator
 from contextlib import aclosing, suppress
 from datetime import datetime, timedelta
 import random
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
@@ -262,28 +262,29 @@ class StreamFollower:
         applied after it, as after the listing that follows an open.
         """
         pending: asyncio.Future[StreamUpdate | None] | None = None
+        # One waiter for the whole stream, not one per update.
+        due: asyncio.Task[Any] | None = None
         try:
             iterator = aiter(updates)
             while True:
                 if pending is None:
                     pending = asyncio.ensure_future(anext(iterator, None))
-                due = asyncio.ensure_future(self._relist_due.wait())
-                try:
-                    await asyncio.wait(
-                        (pending, due), return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    due.cancel()
+                if due is None:
+                    due = asyncio.ensure_future(self._relist_due.wait())
+                await asyncio.wait((pending, due), return_when=asyncio.FIRST_COMPLETED)
                 if pending.done():
                     update, pending = pending.result(), None
                     if update is None:
                         return  # the server ended the stream
                     yield update
                     continue
+                due = None  # the listing re-arms (and clears) the event
                 LOGGER.debug("Daily safety listing of microgrid %s", self.microgrid_id)
                 await self._relist_spacing()
                 await self._relist()
         finally:
+            if due is not None:
+                due.cancel()
             if pending is not None:
                 # Also fetches the error of one that ended with the stream.
                 pending.cancel()
